@@ -1,0 +1,54 @@
+"""The ``xling`` command: thin subcommands over the library.
+
+Each subcommand lives in ``xling/commands/<name>.py`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (a callable
+taking the parsed args and returning an exit code or None). User errors
+(:class:`xling.errors.XlingError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from xling import __version__
+from xling.errors import XlingError
+
+COMMANDS = ["corpus", "vocab", "train", "evaluate"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xling", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"xling {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"xling.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"xling.commands.{name}":
+                continue  # not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except XlingError as e:
+        print(f"xling: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xling: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
