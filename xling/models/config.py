@@ -1,0 +1,58 @@
+"""Configuration of the transformer encoder (XLM-style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xling.errors import XlingError
+
+ACTIVATIONS = ("gelu", "relu")
+
+
+@dataclass
+class EncoderConfig:
+    """Hyper-parameters of :class:`xling.models.encoder.TransformerEncoder`."""
+
+    vocab_size: int  # number of token ids (embedding rows, LM-head outputs)
+    n_langs: int  # number of language embeddings (ids 0..n_langs-1)
+    d_model: int = 512  # hidden size D
+    n_layers: int = 6  # number of transformer layers
+    n_heads: int = 8  # attention heads; d_model must be divisible by it
+    d_ff: int = 2048  # inner size of the feed-forward sub-layer
+    max_positions: int = 512  # learned position embeddings (max sequence length)
+    dropout: float = 0.1  # dropout on embeddings and sub-layer outputs
+    attn_dropout: float = 0.1  # dropout on attention probabilities
+    activation: str = "gelu"  # feed-forward activation: "gelu" or "relu"
+    pre_norm: bool = True  # True: LayerNorm before each sub-layer; False: post-norm (original XLM)
+    use_lang_embeddings: bool = True  # add a language embedding to every token
+    tie_embeddings: bool = True  # LM head weight = token embedding matrix
+    pad_id: int = 0  # padding token id (keys equal to it are never attended)
+    layer_norm_eps: float = 1e-5  # epsilon of every LayerNorm
+    init_std: float = 0.02  # std of the normal initialisation of weights and embeddings
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_langs", "d_model", "n_layers", "n_heads", "d_ff", "max_positions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise XlingError(f"model config {name}: must be a positive integer, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise XlingError(
+                f"model config d_model: {self.d_model} is not divisible by n_heads={self.n_heads}"
+            )
+        for name in ("dropout", "attn_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise XlingError(f"model config {name}: must be in [0, 1), got {value!r}")
+        if self.activation not in ACTIVATIONS:
+            raise XlingError(
+                f"model config activation: {self.activation!r} is not one of {', '.join(ACTIVATIONS)}"
+            )
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise XlingError(f"model config pad_id: {self.pad_id} outside the vocabulary (size {self.vocab_size})")
+        if self.layer_norm_eps <= 0 or self.init_std <= 0:
+            raise XlingError("model config layer_norm_eps/init_std: must be positive")
+
+    @property
+    def head_dim(self) -> int:
+        """Size of one attention head."""
+        return self.d_model // self.n_heads

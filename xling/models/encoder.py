@@ -1,0 +1,158 @@
+"""XLM-style transformer encoder: token + position + language embeddings, a stack of
+transformer layers, and a masked/causal LM head tied to the token embeddings.
+
+The same module serves MLM/TLM (bidirectional mask), CLM (causal mask) and UNILM
+(any of the masks in :mod:`xling.models.masks`); with a :class:`KVCache` it decodes
+step by step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xling.errors import XlingError
+from xling.models import masks
+from xling.models.config import EncoderConfig
+from xling.models.io import load_model_dir, save_model_dir
+from xling.models.layers import KVCache, TransformerLayer
+
+
+class TransformerEncoder(nn.Module):
+    """Transformer encoder with XLM embeddings and a tied LM head."""
+
+    model_type = "transformer_encoder"
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
+        self.pos_emb = nn.Embedding(c.max_positions, c.d_model)
+        self.lang_emb = nn.Embedding(c.n_langs, c.d_model) if c.use_lang_embeddings else None
+        self.emb_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.drop = nn.Dropout(c.dropout)
+        self.layers = nn.ModuleList(
+            TransformerLayer(
+                c.d_model, c.n_heads, c.d_ff, c.dropout, c.attn_dropout, c.activation, c.pre_norm, c.layer_norm_eps
+            )
+            for _ in range(c.n_layers)
+        )
+        self.final_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.pre_norm else None
+        # LM head: dense + gelu + LayerNorm transform (BERT/XLM), then a projection to V.
+        self.lm_transform = nn.Linear(c.d_model, c.d_model)
+        self.lm_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size)
+        self.apply(self._init_weights)
+        for layer in self.layers:  # scaled init of the residual projections (GPT-2)
+            for proj in (layer.self_attn.out_proj, layer.ff.fc2):
+                nn.init.normal_(proj.weight, std=c.init_std / math.sqrt(2 * c.n_layers))
+        if c.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.init_std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def new_cache(self) -> KVCache:
+        """An empty key/value cache for incremental decoding with :meth:`forward`."""
+        return KVCache(self.config.n_layers)
+
+    def _attention(
+        self, attn_mask: torch.Tensor | None, key_pad: torch.Tensor, n_queries: int, cached: bool
+    ) -> tuple[torch.Tensor | None, bool]:
+        """SDPA mask (B, 1, Tq, Tk) or None, and whether to use the causal fast path.
+
+        key_pad: (B, Tk) True for real tokens, the queries being its last n_queries.
+        """
+        Tk = key_pad.shape[1]
+        if attn_mask is not None and attn_mask.shape[-2:] != (n_queries, Tk):
+            raise XlingError(
+                f"attention mask of shape {tuple(attn_mask.shape)} does not fit {n_queries} queries and {Tk} keys"
+            )
+        if bool(key_pad.all()):  # no padding: dense masks only when needed
+            if attn_mask is None:
+                return None, False
+            if not cached and attn_mask.dim() == 2 and torch.equal(attn_mask, masks.causal(Tk, device=attn_mask.device)):
+                return None, True
+        elif attn_mask is None and bool(key_pad.any(dim=1).all()):
+            return key_pad[:, None, None, :], False  # (B, 1, 1, Tk) key padding only
+        if attn_mask is None:
+            attn_mask = torch.ones(n_queries, Tk, dtype=torch.bool, device=key_pad.device)
+        return masks.combine(attn_mask, key_pad)[:, None], False  # (B, 1, Tq, Tk)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        langs: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """tokens (B, T) long -> hidden states (B, T, D).
+
+        langs: (B, T) language ids, or None (no language embedding added).
+        positions: (B, T) position ids; default 0..T-1, offset by len(cache).
+        attn_mask: bool (T, T) or (B, T, T), True = may attend; None = bidirectional.
+            With a cache holding L positions it is (T, L + T) or (B, T, L + T).
+        cache: a :meth:`new_cache` object; the new keys/values are appended to it.
+        Key padding (tokens == pad_id) is always applied on top; the outputs at padded
+        positions are finite but meaningless.
+        """
+        c = self.config
+        B, T = tokens.shape
+        past = len(cache) if cache is not None else 0
+        if positions is None:
+            if past + T > c.max_positions:
+                raise XlingError(f"sequence length {past + T} exceeds max_positions={c.max_positions}")
+            positions = torch.arange(past, past + T, device=tokens.device)[None, :]  # (1, T)
+        x = self.tok_emb(tokens) + self.pos_emb(positions)  # (B, T, D)
+        if langs is not None and self.lang_emb is not None:
+            x = x + self.lang_emb(langs)
+        x = self.drop(self.emb_norm(x))
+        key_pad = masks.key_padding(tokens, c.pad_id)  # (B, T)
+        if cache is not None:
+            key_pad = cache.extend_key_pad(key_pad)  # (B, L + T)
+        mask, is_causal = self._attention(attn_mask, key_pad, T, cache is not None)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask, is_causal, cache=cache.self_attn[i] if cache is not None else None)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., D) hidden states -> (..., V) vocabulary logits (tied to token embeddings)."""
+        return self.lm_head(self.lm_norm(F.gelu(self.lm_transform(hidden))))
+
+    def num_parameters(self) -> int:
+        """Number of distinct parameters (tied weights counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, seq_len: int, lm_fraction: float = 1.0) -> float:
+        """Training FLOPs per input token (forward + backward = 3x forward).
+
+        Counts the matmuls of every layer (QKV, output, feed-forward), the attention
+        scores and weighted sum over ``seq_len`` keys (full, bidirectional), and the
+        LM head (transform + vocabulary projection) on ``lm_fraction`` of the positions.
+        Embedding look-ups, norms and activations are ignored (negligible).
+        """
+        c = self.config
+        per_layer = 2 * (4 * c.d_model * c.d_model + 2 * c.d_model * c.d_ff) + 4 * seq_len * c.d_model
+        head = 2 * (c.d_model * c.d_model + c.d_model * c.vocab_size)
+        return 3.0 * (c.n_layers * per_layer + lm_fraction * head)
+
+    def save_pretrained(self, dir: str | os.PathLike, vocab: Any = None) -> Path:
+        """Write config.json, model.safetensors, checksums.json (and the vocabulary)."""
+        return save_model_dir(self, self.config, dir, vocab=vocab)
+
+    @classmethod
+    def from_pretrained(cls, dir: str | os.PathLike, device: str = "cpu") -> "TransformerEncoder":
+        """Load a model saved with :meth:`save_pretrained` (checksums verified)."""
+        return load_model_dir(cls, EncoderConfig, dir, device=device)

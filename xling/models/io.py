@@ -1,0 +1,130 @@
+"""Save and load any xling model as a directory of safetensors + JSON (no pickle).
+
+Layout of a model directory::
+
+    config.json        {"model_type": ..., "format_version": 1, "config": {...}, "extra": {...}}
+    model.safetensors  the weights (tied weights stored once, via safetensors.torch.save_model)
+    checksums.json     {"model.safetensors": "<sha256>"}
+    (vocabulary files) written by ``vocab.save(dir)`` when a vocabulary is given
+
+A model class used with these helpers has a class attribute ``model_type`` (str) and a
+constructor taking its config dataclass. Every loading failure (missing file, corrupt or
+truncated weights, bad JSON, unknown config key, shape mismatch) is a one-line XlingError
+naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import safetensors
+import safetensors.torch
+from torch import nn
+
+from xling.config import from_dict, to_dict
+from xling.errors import XlingError
+from xling.utils.io import atomic_dir, sha256_file, write_json_atomic
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CHECKSUMS_FILE = "checksums.json"
+FORMAT_VERSION = 1
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def _model_type(model_cls: type) -> str:
+    return getattr(model_cls, "model_type", model_cls.__name__)
+
+
+def save_model_dir(
+    model: nn.Module,
+    config: Any,
+    dir: str | os.PathLike,
+    extra_json: dict[str, Any] | None = None,
+    vocab: Any = None,
+) -> Path:
+    """Write ``model`` (weights), its ``config`` dataclass, checksums and ``vocab`` to ``dir``.
+
+    The directory is built under a temporary name and renamed into place, so ``dir`` is
+    either the complete old one or the complete new one. ``extra_json`` (JSON-able) is
+    stored under "extra" in config.json; ``vocab`` is any object with ``.save(dir)``.
+    """
+    dir = Path(dir)
+    with atomic_dir(dir) as tmp:
+        weights = tmp / WEIGHTS_FILE
+        safetensors.torch.save_model(model, str(weights), metadata={"model_type": _model_type(type(model))})
+        meta = {
+            "model_type": _model_type(type(model)),
+            "format_version": FORMAT_VERSION,
+            "config": to_dict(config),
+            "extra": extra_json or {},
+        }
+        write_json_atomic(tmp / CONFIG_FILE, meta)
+        write_json_atomic(tmp / CHECKSUMS_FILE, {WEIGHTS_FILE: sha256_file(weights)})
+        if vocab is not None:
+            vocab.save(tmp)
+    return dir
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise XlingError(f"{path}: missing (not a complete model directory)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise XlingError(f"{path}: invalid UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise XlingError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def read_model_config(dir: str | os.PathLike) -> dict[str, Any]:
+    """The parsed config.json of a model directory (keys model_type, config, extra)."""
+    dir = Path(dir)
+    if not dir.is_dir():
+        raise XlingError(f"{dir}: no such model directory")
+    path = dir / CONFIG_FILE
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict) or "model_type" not in data:
+        raise XlingError(f"{path}: not an xling model config (needs 'model_type' and a 'config' mapping)")
+    return data
+
+
+def _one_line(e: BaseException) -> str:
+    return "; ".join(s.strip() for s in str(e).splitlines() if s.strip()) or type(e).__name__
+
+
+def load_model_dir(model_cls: type[M], config_cls: type, dir: str | os.PathLike, device: str = "cpu") -> M:
+    """Build ``model_cls(config)`` from a directory written by :func:`save_model_dir`.
+
+    Verifies that the files exist, the model type matches, the config keys are valid and
+    the weights' sha256 matches checksums.json, then loads the weights strictly.
+    """
+    dir = Path(dir)
+    meta = read_model_config(dir)
+    config_path = dir / CONFIG_FILE
+    expected = _model_type(model_cls)
+    if meta["model_type"] != expected:
+        raise XlingError(f"{config_path}: model_type {meta['model_type']!r}, expected {expected!r}")
+    try:
+        config = from_dict(config_cls, meta["config"])
+    except XlingError as e:
+        raise XlingError(f"{config_path}: {e}") from None
+    weights = dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise XlingError(f"{weights}: missing (not a complete model directory)")
+    sums_path = dir / CHECKSUMS_FILE
+    sums = _read_json(sums_path)
+    if not isinstance(sums, dict) or not isinstance(sums.get(WEIGHTS_FILE), str):
+        raise XlingError(f"{sums_path}: no sha256 recorded for {WEIGHTS_FILE}")
+    if sha256_file(weights) != sums[WEIGHTS_FILE]:
+        raise XlingError(f"{weights}: sha256 does not match {CHECKSUMS_FILE} (file truncated or corrupt)")
+    model = model_cls(config)
+    try:
+        safetensors.torch.load_model(model, str(weights), strict=True, device=device)
+    except (safetensors.SafetensorError, RuntimeError, ValueError, OSError) as e:
+        raise XlingError(f"{weights}: cannot load weights ({_one_line(e)})") from None
+    return model.to(device)

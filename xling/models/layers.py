@@ -1,0 +1,208 @@
+"""Transformer building blocks: multi-head attention (with a key/value cache),
+feed-forward, and a pre-/post-norm layer with optional cross-attention.
+
+Attention runs through ``torch.nn.functional.scaled_dot_product_attention`` with a
+fused QKV projection. Masks are bool, True = may attend, broadcastable to
+``(B, H, Tq, Tk)``; ``None`` means no mask at all (the fast path).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LayerKV:
+    """Keys and values of one attention module, kept between decoding steps."""
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None  # (B, H, L, hd)
+        self.v: torch.Tensor | None = None  # (B, H, L, hd)
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append (B, H, t, hd) keys/values; return all of them, (B, H, L + t, hd)."""
+        if self.k is not None:
+            k = torch.cat([self.k, k], dim=2)
+            v = torch.cat([self.v, v], dim=2)
+        self.k, self.v = k, v
+        return k, v
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep batch rows ``index`` (B',) in that order (beam search)."""
+        if self.k is not None:
+            self.k = self.k.index_select(0, index)
+            self.v = self.v.index_select(0, index)
+
+
+class KVCache:
+    """Incremental-decoding state of a whole model.
+
+    One :class:`LayerKV` per layer for self-attention (appended at every step) and one
+    for cross-attention (the projected encoder memory, computed once). ``key_pad`` holds
+    the (B, L) padding flags (True = real) of every cached position; the model appends to
+    it, and ``len(cache)`` is the number of cached positions.
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        self.self_attn = [LayerKV() for _ in range(n_layers)]
+        self.cross_attn = [LayerKV() for _ in range(n_layers)]
+        self.key_pad: torch.Tensor | None = None  # (B, L) bool
+
+    def __len__(self) -> int:
+        return 0 if self.key_pad is None else self.key_pad.shape[1]
+
+    def extend_key_pad(self, key_pad: torch.Tensor) -> torch.Tensor:
+        """Append (B, t) padding flags of new positions; return all (B, L + t)."""
+        if self.key_pad is not None:
+            key_pad = torch.cat([self.key_pad, key_pad], dim=1)
+        self.key_pad = key_pad
+        return key_pad
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep batch rows ``index`` (B',) in that order (beam search)."""
+        for kv in self.self_attn + self.cross_attn:
+            kv.reorder(index)
+        if self.key_pad is not None:
+            self.key_pad = self.key_pad.index_select(0, index)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention; self-attention uses one fused (D, 3D) QKV projection."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, cross: bool = False) -> None:
+        super().__init__()
+        assert d_model % n_heads == 0, "d_model must be divisible by n_heads"
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.dropout = dropout
+        self.cross = cross
+        if cross:
+            self.q_proj = nn.Linear(d_model, d_model)
+            self.kv_proj = nn.Linear(d_model, 2 * d_model)
+        else:
+            self.qkv_proj = nn.Linear(d_model, 3 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def _heads(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+        """(B, T, n*D) -> n tensors (B, H, T, hd) (views, no copy)."""
+        B, T, _ = x.shape
+        x = x.view(B, T, n, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (n, B, H, T, hd)
+        return tuple(x.unbind(0))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        kv: torch.Tensor | None = None,
+        cache: LayerKV | None = None,
+        is_causal: bool = False,
+    ) -> torch.Tensor:
+        """Attend from ``x`` (B, Tq, D) to itself, or to ``kv`` (B, Tk, D) when cross.
+
+        attn_mask: bool broadcastable to (B, H, Tq, Tk), True = may attend; None = all.
+        cache: self-attention appends the new keys/values to it and attends to all of
+        them; cross-attention projects ``kv`` once, stores it and reuses it afterwards
+        (``kv`` may then be None). is_causal: use SDPA's causal fast path (no mask,
+        Tq == Tk, no cache).
+        Returns (B, Tq, D).
+        """
+        B, T, D = x.shape
+        if self.cross:
+            (q,) = self._heads(self.q_proj(x), 1)
+            if cache is not None and len(cache):
+                k, v = cache.k, cache.v
+            else:
+                k, v = self._heads(self.kv_proj(kv), 2)  # (B, H, Tk, hd)
+                if cache is not None:
+                    cache.append(k, v)
+        else:
+            q, k, v = self._heads(self.qkv_proj(x), 3)  # (B, H, T, hd) each
+            if cache is not None:
+                k, v = cache.append(k, v)  # (B, H, L + T, hd)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal and attn_mask is None,
+        )  # (B, H, Tq, hd)
+        y = y.transpose(1, 2).reshape(B, T, D)
+        return self.out_proj(y)
+
+
+class FeedForward(nn.Module):
+    """Position-wise Linear(D, d_ff) -> activation -> Linear(d_ff, D)."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu") -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, d_ff)
+        self.fc2 = nn.Linear(d_ff, d_model)
+        self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., D)."""
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TransformerLayer(nn.Module):
+    """Self-attention [+ cross-attention] + feed-forward, each with a residual.
+
+    pre_norm=True: ``x + drop(f(LN(x)))`` (stable, needs a final LayerNorm in the model);
+    pre_norm=False: ``LN(x + drop(f(x)))`` (post-norm, the original transformer / XLM).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.1,
+        activation: str = "gelu",
+        pre_norm: bool = True,
+        layer_norm_eps: float = 1e-5,
+        cross_attention: bool = False,
+    ) -> None:
+        super().__init__()
+        self.pre_norm = pre_norm
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attn_dropout)
+        self.norm_attn = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, attn_dropout, cross=True) if cross_attention else None
+        self.norm_cross = nn.LayerNorm(d_model, eps=layer_norm_eps) if cross_attention else None
+        self.ff = FeedForward(d_model, d_ff, activation)
+        self.norm_ff = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.drop = nn.Dropout(dropout)
+
+    def _residual(self, x: torch.Tensor, norm: nn.LayerNorm, f) -> torch.Tensor:
+        if self.pre_norm:
+            return x + self.drop(f(norm(x)))
+        return norm(x + self.drop(f(x)))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        memory: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+        cache: LayerKV | None = None,
+        cross_cache: LayerKV | None = None,
+    ) -> torch.Tensor:
+        """x (B, T, D) -> (B, T, D).
+
+        attn_mask / is_causal: self-attention mask (see MultiHeadAttention).
+        memory (B, Ts, D) and memory_mask (broadcastable to (B, H, T, Ts)): encoder output
+        for the cross-attention sub-layer (only in layers built with cross_attention).
+        cache / cross_cache: per-layer key/value caches for incremental decoding.
+        """
+        x = self._residual(x, self.norm_attn, lambda h: self.self_attn(h, attn_mask, cache=cache, is_causal=is_causal))
+        if self.cross_attn is not None:
+            x = self._residual(
+                x, self.norm_cross, lambda h: self.cross_attn(h, memory_mask, kv=memory, cache=cross_cache)
+            )
+        return self._residual(x, self.norm_ff, self.ff)
