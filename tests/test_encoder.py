@@ -1,0 +1,176 @@
+"""TransformerEncoder and layers: shapes, masking semantics, KV cache, FLOP count."""
+
+import math
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from xling.errors import XlingError
+from xling.models import masks
+from xling.models.config import EncoderConfig
+from xling.models.encoder import TransformerEncoder
+from xling.models.layers import LayerKV, MultiHeadAttention
+
+ATOL = 1e-5
+
+
+def tiny(pre_norm=True, **kw):
+    torch.manual_seed(0)
+    cfg = EncoderConfig(vocab_size=100, n_langs=3, d_model=32, n_layers=2, n_heads=4, d_ff=64,
+                        max_positions=16, pre_norm=pre_norm, **kw)
+    return TransformerEncoder(cfg).eval()
+
+
+def rand_tokens(B, T, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(5, 100, (B, T), generator=g)
+
+
+norms = pytest.mark.parametrize("pre_norm", [True, False], ids=["pre_norm", "post_norm"])
+
+
+def test_config_validation():
+    with pytest.raises(XlingError, match="n_heads"):
+        EncoderConfig(vocab_size=100, n_langs=2, d_model=30, n_heads=4)
+    with pytest.raises(XlingError, match="n_layers"):
+        EncoderConfig(vocab_size=100, n_langs=2, n_layers=0)
+    with pytest.raises(XlingError, match="activation"):
+        EncoderConfig(vocab_size=100, n_langs=2, activation="swishy")
+
+
+def test_attention_matches_naive_reference():
+    torch.manual_seed(0)
+    att = MultiHeadAttention(32, 4).eval()
+    x = torch.randn(2, 5, 32)
+    mask = masks.combine(masks.causal(5), torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]).bool())
+    q, k, v = att.qkv_proj(x).split(32, dim=-1)
+    heads = lambda t: t.view(2, 5, 4, 8).transpose(1, 2)  # (B, H, T, hd)
+    q, k, v = heads(q), heads(k), heads(v)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(8)
+    scores = scores.masked_fill(~mask[:, None], float("-inf"))
+    ref = (scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 5, 32)
+    ref = att.out_proj(ref)
+    assert torch.allclose(att(x, mask[:, None]), ref, atol=ATOL)
+
+
+@norms
+def test_shapes_and_logits(pre_norm):
+    m = tiny(pre_norm)
+    t = rand_tokens(3, 7)
+    h = m(t, langs=torch.zeros_like(t))
+    assert h.shape == (3, 7, 32)
+    assert m.lm_logits(h[:, :2]).shape == (3, 2, 100)
+    assert m.lm_head.weight is m.tok_emb.weight
+    assert torch.isfinite(h).all()
+
+
+@norms
+def test_padding_invariance(pre_norm):
+    m = tiny(pre_norm)
+    a, b = rand_tokens(1, 4, seed=2), rand_tokens(1, 7, seed=3)
+    batch = torch.zeros(2, 7, dtype=torch.long)
+    batch[0, :4], batch[1] = a[0], b[0]
+    langs = torch.tensor([[1] * 7, [2] * 7])
+    h = m(batch, langs=langs)
+    assert torch.isfinite(h).all()
+    assert torch.allclose(h[0, :4], m(a, langs=langs[:1, :4])[0], atol=ATOL)
+    assert torch.allclose(h[1], m(b, langs=langs[1:])[0], atol=ATOL)
+    # the same with a user mask (dense path) against the causal fast path
+    hc = m(batch, attn_mask=masks.causal(7))
+    assert torch.allclose(hc[0, :4], m(a, attn_mask=masks.causal(4))[0], atol=ATOL)
+
+
+def test_positions_and_langs_change_output():
+    m = tiny()
+    t = rand_tokens(1, 5)
+    base = m(t)
+    assert not torch.allclose(base, m(t, langs=torch.ones_like(t)), atol=1e-3)
+    assert not torch.allclose(base, m(t, positions=torch.arange(5, 10)[None]), atol=1e-3)
+    assert torch.allclose(base, m(t, positions=torch.arange(5)[None]), atol=ATOL)
+    no_lang = tiny(use_lang_embeddings=False)
+    assert torch.allclose(no_lang(t), no_lang(t, langs=torch.ones_like(t)), atol=ATOL)
+    with pytest.raises(XlingError, match="max_positions"):
+        m(rand_tokens(1, 17))
+
+
+@norms
+def test_causal_mask_blocks_the_future(pre_norm):
+    m = tiny(pre_norm)
+    t = rand_tokens(2, 6)
+    t2 = t.clone()
+    t2[:, 3:] = rand_tokens(2, 3, seed=9)
+    for mask in (masks.causal(6), masks.causal(6)[None].expand(2, 6, 6)):
+        h1, h2 = m(t, attn_mask=mask), m(t2, attn_mask=mask)
+        assert torch.allclose(h1[:, :3], h2[:, :3], atol=ATOL)
+        assert not torch.allclose(h1[:, 3:], h2[:, 3:], atol=1e-3)
+    hb1, hb2 = m(t), m(t2)  # bidirectional: the past does see the future
+    assert not torch.allclose(hb1[:, :3], hb2[:, :3], atol=1e-3)
+    r2l = masks.right_to_left(6)
+    t3 = t.clone()
+    t3[:, :2] = rand_tokens(2, 2, seed=4)
+    assert torch.allclose(m(t, attn_mask=r2l)[:, 2:], m(t3, attn_mask=r2l)[:, 2:], atol=ATOL)
+
+
+@norms
+def test_kv_cache_matches_full_causal_forward(pre_norm):
+    m = tiny(pre_norm)
+    t = rand_tokens(2, 8)
+    t[1, 6:] = 0  # right padding in the second sequence
+    langs = torch.tensor([[0] * 8, [2] * 8])
+    full = m(t, langs=langs, attn_mask=masks.causal(8))
+    cache = m.new_cache()
+    # a 3-token prompt with a causal mask, then one token at a time without a mask
+    steps = [m(t[:, :3], langs=langs[:, :3], attn_mask=masks.causal(3), cache=cache)]
+    for i in range(3, 8):
+        steps.append(m(t[:, i : i + 1], langs=langs[:, i : i + 1], cache=cache))
+    inc = torch.cat(steps, dim=1)
+    assert len(cache) == 8 and len(cache.self_attn[0]) == 8
+    assert torch.allclose(inc[0], full[0], atol=ATOL)
+    assert torch.allclose(inc[1, :6], full[1, :6], atol=ATOL)
+    # reorder keeps the selected rows
+    cache.reorder(torch.tensor([1, 1]))
+    assert torch.equal(cache.self_attn[1].k[0], cache.self_attn[1].k[1])
+
+
+def test_cross_attention_cache_reuses_memory():
+    torch.manual_seed(0)
+    att = MultiHeadAttention(32, 4, cross=True).eval()
+    x, mem = torch.randn(2, 3, 32), torch.randn(2, 5, 32)
+    kv = LayerKV()
+    first = att(x, kv=mem, cache=kv)
+    again = att(x, kv=None, cache=kv)  # memory taken from the cache
+    assert torch.equal(first, again) and len(kv) == 5
+    mask = masks.cross(3, torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).bool())[:, None]
+    out = att(x, mask, kv=mem)
+    assert torch.allclose(out[0], att(x[:1], kv=mem[:1, :3])[0], atol=ATOL)
+
+
+def test_flops_per_token_matches_flop_counter():
+    m = tiny().train()  # attention dropout: SDPA runs as countable matmuls
+    B, T = 2, 8
+    t = rand_tokens(B, T)
+    with FlopCounterMode(display=False) as fc:
+        m.lm_logits(m(t)).sum().backward()
+    assert fc.get_total_flops() == pytest.approx(m.flops_per_token(T) * B * T, rel=1e-9)
+    sel = 4
+    m.zero_grad()
+    with FlopCounterMode(display=False) as fc:
+        m.lm_logits(m(t).reshape(-1, 32)[:sel]).sum().backward()
+    assert fc.get_total_flops() == pytest.approx(m.flops_per_token(T, lm_fraction=sel / (B * T)) * B * T, rel=1e-9)
+
+
+@norms
+def test_training_step_reduces_loss(pre_norm):
+    m = tiny(pre_norm, dropout=0.0, attn_dropout=0.0).train()
+    t = rand_tokens(4, 8)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(20):
+        logits = m.lm_logits(m(t))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 100), t.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]  # copying the input is easy
