@@ -61,3 +61,13 @@ def test_sample_counts_caps_at_available():
 def test_errors(counts, alpha, match):
     with pytest.raises(XlingError, match=match):
         smoothed_probs(counts, alpha)
+
+
+def test_sample_counts_redistributes_shortfall():
+    from xling.tokenization.sampling import sample_counts
+
+    assert sample_counts({"en": 900, "sw": 10}, 0.0, 200) == {"en": 190, "sw": 10}
+    # two uncapped keys share the shortfall in proportion to their probabilities
+    got = sample_counts({"a": 1000, "b": 1000, "c": 2}, 0.0, 32)
+    assert got == {"a": 15, "b": 15, "c": 2}
+    assert sample_counts({"a": 5, "b": 5}, 0.5, 100) == {"a": 5, "b": 5}

@@ -237,9 +237,9 @@ def test_small_language_is_capped_and_recorded():
     texts = {"en": [f"en {i}" for i in range(900)], "sw": [f"sw {i}" for i in range(10)]}
     sampled, stats = sample_sentences(texts, 0.0, 200, np.random.default_rng(0))
     assert len(sampled["sw"]) == 10 and stats["languages"]["sw"]["capped"]
-    # sample_counts hands out at most one leftover item per uncapped language
-    assert abs(len(sampled["en"]) - 100) <= 1 and not stats["languages"]["en"]["capped"]
-    assert stats["requested_total"] == 200 and stats["sampled_total"] == 10 + len(sampled["en"])
+    # the shortfall of the capped language is redistributed (water-filling)
+    assert len(sampled["en"]) == 190 and not stats["languages"]["en"]["capped"]
+    assert stats["requested_total"] == 200 and stats["sampled_total"] == 200
 
 
 def test_sampling_is_seeded():

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 
-from xling.config import load_config
-from xling.tasks.pretrain import PretrainConfig, run_pretraining
-
 
 def run(args) -> int:
+    from xling.config import load_config
+    from xling.tasks.pretrain import PretrainConfig, run_pretraining
+
     cfg = load_config(PretrainConfig, args.config, args.set)
     summary = run_pretraining(cfg, args.out, resume=args.resume)
     print(json.dumps(summary, indent=2, default=str))

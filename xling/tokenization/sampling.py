@@ -33,15 +33,31 @@ def smoothed_probs(counts: Mapping[str, float], alpha: float) -> dict[str, float
 
 def sample_counts(counts: Mapping[str, int], alpha: float, total: int) -> dict[str, int]:
     """How many items to draw from each key so the draw follows the smoothed
-    distribution for ``total`` items, capped at what each key has (largest remainder)."""
+    distribution for ``total`` items, capped at what each key has.
+
+    Water-filling: a key that cannot supply its share gives all it has, and the
+    shortfall is shared among the others in proportion to their smoothed
+    probabilities; integer parts are settled by largest remainder.
+    """
     q = smoothed_probs(counts, alpha)
-    want = {k: q[k] * total for k in q}
-    out = {k: min(int(want[k]), int(counts[k])) for k in q}
-    rest = total - sum(out.values())
-    for k in sorted(q, key=lambda k: want[k] - int(want[k]), reverse=True):
-        if rest <= 0:
+    total = min(int(total), int(sum(counts.values())))
+    out = {k: 0 for k in q}
+    free = dict(q)  # keys that can still take more, with their weights
+    rest = total
+    while rest > 0 and free:
+        z = sum(free.values())
+        want = {k: free[k] / z * rest for k in free}
+        capped = [k for k in free if out[k] + want[k] >= counts[k]]
+        if not capped:
+            base = {k: int(want[k]) for k in free}
+            for k in free:
+                out[k] += base[k]
+            left = rest - sum(base.values())
+            for k in sorted(free, key=lambda k: want[k] - base[k], reverse=True)[:left]:
+                out[k] += 1
             break
-        if out[k] < counts[k]:
-            out[k] += 1
-            rest -= 1
+        for k in capped:
+            rest -= counts[k] - out[k]
+            out[k] = int(counts[k])
+            del free[k]
     return out
