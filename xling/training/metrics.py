@@ -1,0 +1,136 @@
+"""Training metrics: windowed averages, a JSON-lines log and loss-curve plots.
+
+``out_dir/metrics.jsonl`` holds one JSON object per line:
+
+- training lines: ``{"step", "lr", "loss", "grad_norm", <stat averages>,
+  "tokens_per_s", "tokens_seen", "elapsed_s"}``
+- validation lines: ``{"step", "split": "valid", <metrics>, "elapsed_s"}``
+
+Stat convention (what a ``loss_fn`` returns next to its loss): every stat is
+averaged over the micro-batches of the logging window that reported it (and over
+ranks), except ``"tokens"``, the number of input tokens of the micro-batch, which
+is summed and gives ``tokens_per_s`` and ``tokens_seen`` (all ranks together).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from xling.utils.io import atomic_path, write_lines_atomic
+
+TOKENS = "tokens"
+
+
+class StatWindow:
+    """Sums and counts of the stats reported since the last log line."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, stats: dict[str, Any]) -> None:
+        """Record one micro-batch's (or step's) stats."""
+        for key, value in stats.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def empty(self) -> bool:
+        """True when nothing was recorded since the last reset."""
+        return not self.counts
+
+    def reset(self) -> None:
+        self.sums.clear()
+        self.counts.clear()
+
+    def to_json(self) -> dict[str, Any]:
+        """Sums and counts, to be merged over ranks with :meth:`merge`."""
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    @staticmethod
+    def merge(parts: list[dict[str, Any]]) -> tuple[dict[str, float], float]:
+        """Combine ranks' :meth:`to_json`: (averaged stats, total tokens)."""
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for part in parts:
+            for key, value in part["sums"].items():
+                sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + part["counts"][key]
+        tokens = sums.pop(TOKENS, 0.0)
+        counts.pop(TOKENS, None)
+        return {k: sums[k] / counts[k] for k in sums}, tokens
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a metrics.jsonl; unparsable lines (e.g. a torn last line) are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return records
+
+
+class MetricsLog:
+    """Appends JSON lines to ``path`` (one per log or validation event)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record as a line and flush it to disk."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def truncate(self, step: int) -> None:
+        """Keep only records with ``step <= step`` (rewritten atomically)."""
+        if not self.path.exists():
+            return
+        records = read_metrics(self.path)
+        kept = [json.dumps(r, ensure_ascii=False) for r in records if r["step"] <= step]
+        write_lines_atomic(self.path, kept)
+
+
+def _numeric(record: dict[str, Any], key: str) -> bool:
+    value = record.get(key)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def plot_curves(metrics_jsonl: str | Path, png_path: str | Path) -> None:
+    """Plot training losses (total and ``loss/*``) and validation metrics vs step."""
+    from matplotlib.figure import Figure  # no pyplot: leaves the global backend alone
+
+    records = read_metrics(metrics_jsonl)
+    train = [r for r in records if "split" not in r]
+    valid = [r for r in records if r.get("split") == "valid"]
+    fig = Figure(figsize=(12, 4.5))
+    axes = fig.subplots(1, 2)
+    loss_keys = ["loss"] + sorted({k for r in train for k in r if k.startswith("loss/")})
+    for key in loss_keys:
+        points = [(r["step"], r[key]) for r in train if _numeric(r, key)]
+        if points:
+            axes[0].plot(*zip(*points), label=key, linewidth=1.5 if key == "loss" else 1.0)
+    axes[0].set_title("training loss")
+    valid_keys = sorted({k for r in valid for k in r if k not in ("step", "split", "elapsed_s")})
+    for key in valid_keys:
+        points = [(r["step"], r[key]) for r in valid if _numeric(r, key)]
+        if points:
+            axes[1].plot(*zip(*points), marker="o", markersize=3, label=key)
+    axes[1].set_title("validation")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)

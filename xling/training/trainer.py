@@ -1,0 +1,416 @@
+"""The generic trainer: AdamW + schedule, accumulation, clipping, checkpoints, DDP, logs.
+
+The trainer knows no objective and no model type::
+
+    trainer = Trainer(model, loss_fn, batches, cfg, out_dir, valid_fn=None, save_extra=None,
+                      resume=False)
+    summary = trainer.train()            # or train(stop_after=N): stop (and save) after N steps
+
+- ``loss_fn(model, batch) -> (loss, stats)``: a scalar loss tensor and ``{name: float}``.
+  ``model`` is the training model: with several ranks a DistributedDataParallel wrapper
+  whose call runs the synchronised forward and whose other attributes (``lm_logits``,
+  ``config``...) are the bare model's. The stat ``"tokens"`` is the number of input
+  tokens of the micro-batch (summed, gives tokens/s); every other stat is averaged
+  (see :mod:`xling.training.metrics`). ``"loss"``, ``"lr"`` and ``"grad_norm"`` are
+  the trainer's own names; a stat with one of these names is ignored.
+- ``batches``: a stateful iterator built per rank (``next``, ``state_dict()`` returning
+  JSON-able data, ``load_state_dict(d)``). Tensors in the batch (also inside dicts,
+  lists and tuples) are moved to the device; anything else is passed through.
+- ``valid_fn(model) -> {metric: float}`` runs on rank 0 only, every ``valid_every`` steps
+  and at the end, on the bare model, under ``torch.no_grad()`` and ``model.eval()``
+  (train mode restored after); every global RNG is restored after it, so validation
+  never changes training. Other ranks wait for it.
+- ``save_extra(dir)`` adds files (model config, vocab) to each checkpoint directory.
+
+Each micro-batch's loss is weighted ``1 / grad_accum``, so with equal-sized micro-batches
+and a mean-reduced loss, accumulation equals one big batch. After ``train()`` the
+parameters' ``.grad`` hold the last update's (clipped) gradients.
+
+Resuming (``resume=True``) restores model, optimizer, step (hence the LR schedule),
+every RNG and the batch source from ``out_dir/checkpoints/latest``; a resumed run
+reproduces the uninterrupted one exactly on CPU. It needs the same number of ranks.
+A fresh run refuses an ``out_dir`` that already holds checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from xling.config import to_dict
+from xling.errors import XlingError, unknown
+from xling.training import distributed as dist
+from xling.training.checkpoint import (
+    capture_rng,
+    find_latest,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from xling.training.metrics import TOKENS, MetricsLog, StatWindow, plot_curves
+from xling.training.schedule import check_schedule, lr_at
+from xling.utils.io import write_json_atomic
+
+DTYPES = ("float32", "bfloat16")
+_RESERVED = ("loss", "lr", "grad_norm")
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation, schedule, logging and checkpointing settings of :class:`Trainer`."""
+
+    lr: float = 5e-4  # peak learning rate, reached at the end of warmup
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW moment decay rates
+    eps: float = 1e-6  # AdamW denominator epsilon
+    weight_decay: float = 0.01  # decoupled weight decay; never on 1-D params (biases, norms)
+    warmup_steps: int = 1000  # updates of linear warmup from 0 to lr
+    max_steps: int = 100_000  # total optimizer updates; the schedule is laid out over them
+    max_minutes: float | None = None  # wall-clock budget of one train() call; then save and stop
+    schedule: str = "linear"  # after warmup: linear (to 0 at max_steps)|cosine|inverse_sqrt|constant
+    grad_accum: int = 1  # micro-batches per optimizer update
+    clip_norm: float = 1.0  # max global gradient L2 norm; 0 = no clipping
+    log_every: int = 50  # updates between metrics.jsonl lines (averages over the window)
+    valid_every: int = 1000  # updates between validations (0 = only at the end)
+    save_every: int = 1000  # updates between checkpoints (0 = only at the end)
+    keep_checkpoints: int = 2  # most recent checkpoints kept on disk (0 = keep all)
+    seed: int = 0  # torch seed for dropout etc.; rank r uses seed + r
+    dtype: str = "float32"  # float32 | bfloat16 (autocast; weights and optimizer stay float32)
+    device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
+    num_threads: int | None = None  # torch CPU threads (None = torch's default)
+    progress: bool = True  # tqdm progress bar on rank 0
+    find_unused_parameters: bool = False  # DDP: allow params without gradient in a step (slower)
+
+
+def check_config(cfg: TrainerConfig) -> None:
+    """Raise XlingError for an invalid trainer configuration."""
+    check_schedule(cfg)
+    if cfg.dtype not in DTYPES:
+        raise unknown("dtype", cfg.dtype, DTYPES)
+    for name in ("grad_accum", "log_every"):
+        if getattr(cfg, name) < 1:
+            raise XlingError(f"trainer {name}={getattr(cfg, name)}: must be >= 1")
+    for name in ("valid_every", "save_every", "keep_checkpoints", "clip_norm", "lr"):
+        if getattr(cfg, name) < 0:
+            raise XlingError(f"trainer {name}={getattr(cfg, name)}: must be >= 0")
+    if cfg.max_minutes is not None and cfg.max_minutes <= 0:
+        raise XlingError(f"trainer max_minutes={cfg.max_minutes}: must be > 0 (or null)")
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> this rank's GPU if CUDA is available, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise XlingError(f"device {name!r}: not a torch device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise XlingError(f"device {name!r}: CUDA is not available on this machine")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move the tensors in ``batch`` (nested dicts, lists, tuples) to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainerConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases / norm weights)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+
+
+class Trainer:
+    """Trains ``model`` on ``loss_fn`` over ``batches``; see the module docstring."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable[[Any, Any], tuple[torch.Tensor, dict[str, float]]],
+        batches: Iterator[Any],
+        cfg: TrainerConfig,
+        out_dir: str | Path,
+        valid_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+        save_extra: Callable[[Path], None] | None = None,
+        resume: bool = False,
+    ) -> None:
+        check_config(cfg)
+        self.cfg, self.loss_fn, self.batches = cfg, loss_fn, batches
+        self.valid_fn, self.save_extra = valid_fn, save_extra
+        self.out_dir = Path(out_dir)
+        self.ckpt_root = self.out_dir / "checkpoints"
+        self.rank, self.world, local = dist.init_distributed()
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.device = resolve_device(cfg.device, local)
+        torch.manual_seed(cfg.seed + self.rank)
+        self.module = model.to(self.device)  # the bare model (checkpoints, validation)
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.module, cfg)
+        self.metrics = MetricsLog(self.out_dir / "metrics.jsonl") if dist.is_main() else None
+        self.window = StatWindow()
+        self.step = 0
+        self.lr = lr_at(1, cfg)
+        self.tokens_local = 0.0  # tokens seen by this rank
+        self.tokens_seen = 0.0  # tokens seen by all ranks (as of the last log / checkpoint)
+        self.elapsed_before = 0.0  # training seconds of earlier (interrupted) runs
+        self.last_loss: float | None = None
+        self.last_valid: dict[str, float] | None = None
+        self.last_valid_step = -1
+        rank_state = self._resume() if resume else self._fresh()
+        self.last_saved = self.step
+        self.model = dist.wrap_model(self.module, self.device, cfg.find_unused_parameters)
+        if rank_state is not None:
+            self.batches.load_state_dict(rank_state["batches"])
+            restore_rng(rank_state["rng"])
+
+    # ------------------------------------------------------------------ start-up
+
+    def _fresh(self) -> None:
+        if list_checkpoints(self.ckpt_root):
+            raise XlingError(
+                f"{self.ckpt_root}: holds checkpoints of an earlier run; resume it "
+                "(--resume) or use another output directory"
+            )
+        if self.metrics is not None:
+            self.metrics.truncate(0)
+        return None
+
+    def _resume(self) -> dict[str, Any]:
+        """Load the latest checkpoint; return this rank's RNG + batch-source state."""
+        path = find_latest(self.ckpt_root)
+        state = load_checkpoint(path, self.module, self.optimizer)
+        where = path / "trainer_state.json"
+        try:
+            ranks = state["ranks"]
+            if len(ranks) != self.world:
+                raise XlingError(
+                    f"{where}: written by {len(ranks)} rank(s), resuming with {self.world}; "
+                    "resume with the same number of processes"
+                )
+            self.step = int(state["step"])
+            self.tokens_seen = float(state["tokens_seen"])
+            self.tokens_local = float(ranks[self.rank]["tokens_seen"])
+            self.elapsed_before = float(state["elapsed_s"])
+            self.last_loss = state.get("loss")
+            self.last_valid = state.get("valid")
+            self.last_valid_step = int(state.get("valid_step", -1))
+            mine = {"batches": ranks[self.rank]["batches"], "rng": ranks[self.rank]["rng"]}
+        except (KeyError, TypeError, ValueError) as e:
+            raise XlingError(f"{where}: malformed trainer state ({type(e).__name__}: {e})") from None
+        self.lr = lr_at(self.step + 1, self.cfg)
+        if self.metrics is not None:
+            self.metrics.truncate(self.step)
+        return mine
+
+    # ------------------------------------------------------------------ training
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self._run_start
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.cfg.dtype == "bfloat16"
+        )
+
+    def _next_batch(self) -> Any:
+        try:
+            return to_device(next(self.batches), self.device)
+        except StopIteration:
+            raise XlingError(f"batch source exhausted at step {self.step + 1}") from None
+
+    def _update(self) -> None:
+        """One optimizer update over ``grad_accum`` micro-batches."""
+        cfg = self.cfg
+        self.lr = lr_at(self.step + 1, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for i in range(cfg.grad_accum):
+            batch = self._next_batch()
+            last = i == cfg.grad_accum - 1
+            sync = contextlib.nullcontext() if last or self.world == 1 else self.model.no_sync()
+            with sync:
+                with self._autocast():
+                    loss, stats = self.loss_fn(self.model, batch)
+                (loss / cfg.grad_accum).backward()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise XlingError(
+                    f"loss is {value} at step {self.step + 1}: training diverged "
+                    "(lower lr, longer warmup_steps or clip_norm)"
+                )
+            total += value
+            stats = {k: float(v) for k, v in stats.items() if k not in _RESERVED}
+            self.tokens_local += stats.get(TOKENS, 0.0)
+            self.window.add(stats)
+        step_stats = {"loss": total / cfg.grad_accum}
+        if cfg.clip_norm > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_norm)
+            step_stats["grad_norm"] = float(norm)
+        self.optimizer.step()
+        self.window.add(step_stats)
+        self.step += 1
+
+    def _stop_reason(self, stop_after: int | None, start_step: int) -> str | None:
+        if self.step >= self.cfg.max_steps:
+            return "max_steps"
+        if stop_after is not None and self.step >= stop_after:
+            return "stop_after"
+        if self.cfg.max_minutes is not None and self.step > start_step:
+            used = time.perf_counter() - self._run_start >= self.cfg.max_minutes * 60
+            if dist.any_true(used):
+                return "max_minutes"
+        return None
+
+    def train(self, stop_after: int | None = None) -> dict[str, Any]:
+        """Train until ``max_steps`` (or ``stop_after`` steps, or ``max_minutes``).
+
+        Logs every ``log_every`` updates, validates every ``valid_every``, saves every
+        ``save_every``; at the end flushes the log, validates, saves a checkpoint,
+        plots the curves and writes ``out_dir/summary.json``. Returns the summary.
+        """
+        cfg = self.cfg
+        self._run_start = time.perf_counter()
+        self._window_start, self._pause = self._run_start, 0.0
+        start_step, start_tokens = self.step, self.tokens_seen
+        self.module.train()
+        bar = tqdm(
+            total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,
+            disable=not (cfg.progress and dist.is_main()),
+        )
+        while (reason := self._stop_reason(stop_after, start_step)) is None:
+            self._update()
+            bar.update(1)
+            if self.step % cfg.log_every == 0:
+                self._log(bar)
+            if self.valid_fn is not None and cfg.valid_every and self.step % cfg.valid_every == 0:
+                self._validate()
+            if cfg.save_every and self.step % cfg.save_every == 0:
+                self._save()
+        bar.close()
+        if not self.window.empty():
+            self._log(None)
+        if self.valid_fn is not None and self.last_valid_step != self.step:
+            self._validate()
+        if self.step > self.last_saved:
+            self._save()
+        run_s = time.perf_counter() - self._run_start
+        summary = {
+            "steps": self.step,
+            "stopped": reason,
+            "final_loss": self.last_loss,
+            "elapsed_s": round(self._elapsed(), 3),
+            "tokens_seen": int(self.tokens_seen),
+            "tokens_per_s": (self.tokens_seen - start_tokens) / run_s if run_s > 0 else None,
+            "valid": self.last_valid,
+            "checkpoint": str(find_latest(self.ckpt_root)) if self.step > 0 else None,
+        }
+        if dist.is_main():
+            if self.metrics.path.exists():
+                plot_curves(self.metrics.path, self.out_dir / "curves.png")
+            write_json_atomic(self.out_dir / "summary.json", summary)
+        return summary
+
+    # ------------------------------------------------- logging, validation, saving
+
+    def _log(self, bar: tqdm | None) -> None:
+        """Write one metrics line with the window's averages over all ranks."""
+        parts = dist.all_gather_json({"window": self.window.to_json(), "tokens": self.tokens_local})
+        now = time.perf_counter()
+        stats, tokens = StatWindow.merge([p["window"] for p in parts])
+        self.tokens_seen = sum(p["tokens"] for p in parts)
+        self.last_loss = stats.pop("loss")
+        record: dict[str, Any] = {"step": self.step, "lr": self.lr, "loss": self.last_loss}
+        if "grad_norm" in stats:
+            record["grad_norm"] = stats.pop("grad_norm")
+        record.update(sorted(stats.items()))
+        seconds = now - self._window_start - self._pause
+        if tokens > 0 and seconds > 0:
+            record["tokens_per_s"] = tokens / seconds
+        record["tokens_seen"] = int(self.tokens_seen)
+        record["elapsed_s"] = round(self._elapsed(), 3)
+        if self.metrics is not None:
+            self.metrics.append(record)
+        if bar is not None:
+            postfix = {"loss": f"{self.last_loss:.4f}", "lr": f"{self.lr:.2e}"}
+            if "tokens_per_s" in record:
+                postfix["tok/s"] = f"{record['tokens_per_s']:.0f}"
+            bar.set_postfix(postfix, refresh=False)
+        self.window.reset()
+        self._window_start, self._pause = now, 0.0
+
+    def _validate(self) -> None:
+        """Run ``valid_fn`` on rank 0 (eval mode, no grad, RNG untouched) and log it."""
+        start = time.perf_counter()
+        metrics = None
+        if dist.is_main():
+            rng = capture_rng()
+            was_training = self.module.training
+            self.module.eval()
+            try:
+                with torch.no_grad(), self._autocast():
+                    metrics = {k: float(v) for k, v in self.valid_fn(self.module).items()}
+            finally:
+                self.module.train(was_training)
+                restore_rng(rng)
+            self.metrics.append(
+                {"step": self.step, "split": "valid", **metrics, "elapsed_s": round(self._elapsed(), 3)}
+            )
+            plot_curves(self.metrics.path, self.out_dir / "curves.png")
+        self.last_valid = dist.all_gather_json(metrics)[0]
+        self.last_valid_step = self.step
+        self._pause += time.perf_counter() - start
+
+    def _save(self) -> None:
+        """Checkpoint (all ranks contribute RNG + batch state; rank 0 writes)."""
+        start = time.perf_counter()
+        mine = {
+            "rng": capture_rng(),
+            "batches": self.batches.state_dict(),
+            "tokens_seen": self.tokens_local,
+        }
+        ranks = dist.all_gather_json(mine)
+        self.tokens_seen = sum(r["tokens_seen"] for r in ranks)
+        if dist.is_main():
+            state = {
+                "tokens_seen": self.tokens_seen,
+                "elapsed_s": self._elapsed(),
+                "loss": self.last_loss,
+                "valid": self.last_valid,
+                "valid_step": self.last_valid_step,
+                "world_size": self.world,
+                "ranks": ranks,
+                "config": to_dict(self.cfg),
+            }
+            save_checkpoint(
+                self.ckpt_root, self.step, self.module, self.optimizer, state,
+                self.save_extra, self.cfg.keep_checkpoints,
+            )
+        dist.barrier()
+        self.last_saved = self.step
+        self._pause += time.perf_counter() - start
