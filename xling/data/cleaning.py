@@ -74,7 +74,7 @@ _LEADING_NUMBER = re.compile(r"^\d{1,3}\.?\s+(?=\w)")
 _RO_OPEN_QUOTE = re.compile(r"(^|[:;] ), (?=\S)")
 _CJK = "\u2e80-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef“”‘’"
 _CJK_SPACE = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+(?=[,.](?:\s|$))")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+(?=[,.](?:\s|$)|\))|(?<=\()\s+")
 _SPACES = re.compile(r"\s+")
 
 PSALMS = 19

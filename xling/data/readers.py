@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from xling.errors import XlingError, unknown
-from xling.utils.io import read_lines, sha256_files, write_json_atomic
+from xling.utils.io import read_lines, sha256_files, write_json_atomic, write_lines_atomic
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.json"
@@ -154,6 +154,29 @@ def mono_file(corpus_dir: str | os.PathLike, split: str, lang: str, suffix: str 
 def pair_file(corpus_dir: str | os.PathLike, split: str, l1: str, l2: str, side: str) -> Path:
     """``{split}.{a}-{b}.{side}`` with ``a < b``; ``side`` is a language or ``ids``."""
     return Path(corpus_dir) / f"{split}.{pair_name(l1, l2)}.{side}"
+
+
+def write_mono(
+    corpus_dir: str | os.PathLike, split: str, lang: str, lines: list[str], ids: list[str], genres: list[str] | None = None
+) -> None:
+    """Write ``{split}.{lang}`` with its ``.ids`` (and ``.genre`` when given), all aligned."""
+    if len(ids) != len(lines) or (genres is not None and len(genres) != len(lines)):
+        raise ValueError("lines, ids and genres must have the same length")
+    write_lines_atomic(mono_file(corpus_dir, split, lang), lines)
+    write_lines_atomic(mono_file(corpus_dir, split, lang, ".ids"), ids)
+    if genres is not None:
+        write_lines_atomic(mono_file(corpus_dir, split, lang, ".genre"), genres)
+
+
+def write_pair(
+    corpus_dir: str | os.PathLike, split: str, l1: str, l2: str, lines1: list[str], lines2: list[str], ids: list[str]
+) -> None:
+    """Write the aligned pair files (given in any language order) and their ids."""
+    if not len(lines1) == len(lines2) == len(ids):
+        raise ValueError("both sides and ids must have the same length")
+    write_lines_atomic(pair_file(corpus_dir, split, l1, l2, l1), lines1)
+    write_lines_atomic(pair_file(corpus_dir, split, l1, l2, l2), lines2)
+    write_lines_atomic(pair_file(corpus_dir, split, l1, l2, "ids"), ids)
 
 
 def _missing(corpus_dir: str | os.PathLike, what: str) -> XlingError:
