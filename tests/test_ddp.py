@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from ddp_worker import ToyBatches, ToyModel, ddp_config, mse_loss
+from xling.training.metrics import read_metrics
 from xling.training.trainer import Trainer
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -51,8 +52,8 @@ def test_two_ranks_match_single_process_on_global_batch(tmp_path):
         assert torch.allclose(rank0[name], value, atol=1e-5), name
 
     # Logged stats are merged over ranks: each rank's task, the mean loss, global tokens.
-    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    ref_lines = [json.loads(x) for x in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+    lines = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    ref_lines = read_metrics(tmp_path / "single" / "metrics.jsonl")
     assert [r["step"] for r in lines] == [1, 2, 3]
     assert {"loss/rank0", "loss/rank1"} <= set(lines[0])
     for got, want in zip(lines, ref_lines):

@@ -119,7 +119,8 @@ def restore_rng(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     np_state = dict(state["numpy"])
-    np_state["state"] = {**np_state["state"], "key": np.asarray(np_state["state"]["key"], np.uint32)}
+    key = np.asarray(np_state["state"]["key"], dtype=np.uint32)
+    np_state["state"] = {**np_state["state"], "key": key}
     np.random.set_state(np_state)
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"]])
@@ -221,7 +222,8 @@ def load_checkpoint(
     try:
         load_model(model, str(path / MODEL_FILE), strict=True)
     except Exception as e:  # noqa: BLE001 - any failure here is a bad user file
-        raise XlingError(f"{path / MODEL_FILE}: does not fit the model ({_first_line(e)})") from None
+        problem = _first_line(e)
+        raise XlingError(f"{path / MODEL_FILE}: does not fit the model ({problem})") from None
     if optimizer is not None:
         try:
             tensors = load_file(str(path / OPTIMIZER_FILE))

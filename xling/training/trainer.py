@@ -75,7 +75,7 @@ class TrainerConfig:
     warmup_steps: int = 1000  # updates of linear warmup from 0 to lr
     max_steps: int = 100_000  # total optimizer updates; the schedule is laid out over them
     max_minutes: float | None = None  # wall-clock budget of one train() call; then save and stop
-    schedule: str = "linear"  # after warmup: linear (to 0 at max_steps)|cosine|inverse_sqrt|constant
+    schedule: str = "linear"  # linear (to 0 at max_steps) | cosine | inverse_sqrt | constant
     grad_accum: int = 1  # micro-batches per optimizer update
     clip_norm: float = 1.0  # max global gradient L2 norm; 0 = no clipping
     log_every: int = 50  # updates between metrics.jsonl lines (averages over the window)
@@ -220,7 +220,8 @@ class Trainer:
             self.last_valid_step = int(state.get("valid_step", -1))
             mine = {"batches": ranks[self.rank]["batches"], "rng": ranks[self.rank]["rng"]}
         except (KeyError, TypeError, ValueError) as e:
-            raise XlingError(f"{where}: malformed trainer state ({type(e).__name__}: {e})") from None
+            problem = f"{type(e).__name__}: {e}"
+            raise XlingError(f"{where}: malformed trainer state ({problem})") from None
         self.lr = lr_at(self.step + 1, self.cfg)
         if self.metrics is not None:
             self.metrics.truncate(self.step)
@@ -330,6 +331,7 @@ class Trainer:
             "valid": self.last_valid,
             "checkpoint": str(find_latest(self.ckpt_root)) if self.step > 0 else None,
         }
+        self.elapsed_before = self._elapsed()  # a later train() call continues the clock
         if dist.is_main():
             if self.metrics.path.exists():
                 plot_curves(self.metrics.path, self.out_dir / "curves.png")
@@ -378,9 +380,9 @@ class Trainer:
             finally:
                 self.module.train(was_training)
                 restore_rng(rng)
-            self.metrics.append(
-                {"step": self.step, "split": "valid", **metrics, "elapsed_s": round(self._elapsed(), 3)}
-            )
+            elapsed = round(self._elapsed(), 3)
+            record = {"step": self.step, "split": "valid", **metrics, "elapsed_s": elapsed}
+            self.metrics.append(record)
             plot_curves(self.metrics.path, self.out_dir / "curves.png")
         self.last_valid = dist.all_gather_json(metrics)[0]
         self.last_valid_step = self.step
