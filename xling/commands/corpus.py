@@ -143,7 +143,7 @@ def run_import(args) -> int:
     with atomic_dir(out) as tmp:
         if out.exists():
             for p in data_files(out):
-                if p.name.split(".")[1] != name:  # keep other languages' and pairs' files
+                if p.name.split(".")[1:2] != [name]:  # keep other languages' and pairs' files
                     shutil.copy2(p, tmp / p.name)
         for split, (cols, _) in columns.items():
             ids = [str(i) for i in range(1, len(cols[0]) + 1)]
