@@ -30,6 +30,6 @@ def unknown(kind: str, name: str, choices: Iterable[str]) -> XlingError:
     if hint:
         tail = f"; did you mean {', '.join(repr(h) for h in hint)}?"
     else:
-        shown = ", ".join(choices[:20]) + (" ..." if len(choices) > 20 else "")
+        shown = ", ".join(choices[:40]) + (" ..." if len(choices) > 40 else "")
         tail = f"; valid: {shown}"
     return XlingError(f"unknown {kind} {name!r}{tail}")
