@@ -29,6 +29,7 @@ parameters' ``.grad`` hold the last update's (clipped) gradients.
 Resuming (``resume=True``) restores model, optimizer, step (hence the LR schedule),
 every RNG and the batch source from ``out_dir/checkpoints/latest``; a resumed run
 reproduces the uninterrupted one exactly on CPU. It needs the same number of ranks.
+The current config's lr schedule, betas, eps and weight decay apply after resuming.
 A fresh run refuses an ``out_dir`` that already holds checkpoints.
 """
 
@@ -202,7 +203,11 @@ class Trainer:
     def _resume(self) -> dict[str, Any]:
         """Load the latest checkpoint; return this rank's RNG + batch-source state."""
         path = find_latest(self.ckpt_root)
+        hyper = [{k: g[k] for k in ("betas", "eps", "weight_decay")}
+                 for g in self.optimizer.param_groups]
         state = load_checkpoint(path, self.module, self.optimizer)
+        for group, settings in zip(self.optimizer.param_groups, hyper):
+            group.update(settings)  # the current config's hyperparameters win over the saved ones
         where = path / "trainer_state.json"
         try:
             ranks = state["ranks"]
