@@ -80,7 +80,7 @@ def step_train(out: Path, corpus: Path) -> str:
         xling(*args)
     summary = json.loads((run / "summary.json").read_text())
     valid = summary.get("valid") or summary.get("last_valid") or {}
-    lines = [f"MLM+TLM pretraining, config `configs/quickstart.yaml`; curves: ![curves](xlm/training_curves.png)", "",
+    lines = [f"MLM+TLM pretraining, config `configs/quickstart.yaml`; curves: ![curves](xlm/curves.png)", "",
              "| figure | value |", "|---|---:|"]
     for k, v in summary.items():
         if isinstance(v, (int, float)):

@@ -12,6 +12,7 @@ from xling.data.readers import load_corpus_split, load_parallel_split
 from xling.evaluation.signature import model_hash, signature
 from xling.evaluation.xlm import mlm_scores, translation_probe
 from xling.models.encoder import TransformerEncoder
+from xling.models.io import read_model_config
 from xling.tokenization.vocab import Vocab
 from xling.utils.io import sha256_files
 
@@ -32,7 +33,7 @@ def evaluate_xlm(
     pairs: list[str],
     split: str = "test",
     seed: int = 0,
-    stream_len: int = 256,
+    stream_len: int | None = None,
     max_rows: int = 200,
     max_pairs: int = 1000,
     progress: bool = True,
@@ -43,6 +44,9 @@ def evaluate_xlm(
 
     model = TransformerEncoder.from_pretrained(model_dir)
     vocab = Vocab.load(model_dir)
+    if stream_len is None:  # evaluate on streams as long as the model was trained on
+        pre = read_model_config(model_dir)["extra"].get("pretrain", {})
+        stream_len = min(pre.get("stream_len", 256), model.config.max_positions)
     result: dict = {"mlm": {}, "translation_probe": {}}
     for lang in tqdm(langs, desc="mlm", disable=not progress):
         lid = vocab.lang_id(lang)

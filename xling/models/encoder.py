@@ -148,9 +148,10 @@ class TransformerEncoder(nn.Module):
         head = 2 * (c.d_model * c.d_model + c.d_model * c.vocab_size)
         return 3.0 * (c.n_layers * per_layer + lm_fraction * head)
 
-    def save_pretrained(self, dir: str | os.PathLike, vocab: Any = None) -> Path:
-        """Write config.json, model.safetensors, checksums.json (and the vocabulary)."""
-        return save_model_dir(self, self.config, dir, vocab=vocab)
+    def save_pretrained(self, dir: str | os.PathLike, vocab: Any = None, extra: dict | None = None) -> Path:
+        """Write config.json, model.safetensors, checksums.json (and the vocabulary);
+        ``extra`` (JSON-able, e.g. how it was pretrained) goes under config.json's "extra"."""
+        return save_model_dir(self, self.config, dir, extra_json=extra, vocab=vocab)
 
     @classmethod
     def from_pretrained(cls, dir: str | os.PathLike, device: str = "cpu") -> "TransformerEncoder":

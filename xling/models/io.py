@@ -57,17 +57,27 @@ def save_model_dir(
     with atomic_dir(dir) as tmp:
         weights = tmp / WEIGHTS_FILE
         safetensors.torch.save_model(model, str(weights), metadata={"model_type": _model_type(type(model))})
-        meta = {
-            "model_type": _model_type(type(model)),
-            "format_version": FORMAT_VERSION,
-            "config": to_dict(config),
-            "extra": extra_json or {},
-        }
-        write_json_atomic(tmp / CONFIG_FILE, meta)
-        write_json_atomic(tmp / CHECKSUMS_FILE, {WEIGHTS_FILE: sha256_file(weights)})
-        if vocab is not None:
-            vocab.save(tmp)
+        write_model_meta(type(model), config, tmp, extra_json=extra_json, vocab=vocab)
     return dir
+
+
+def write_model_meta(
+    model_cls: type, config: Any, dir: str | os.PathLike, extra_json: dict[str, Any] | None = None, vocab: Any = None
+) -> None:
+    """Add config.json, checksums.json (and the vocabulary) next to an existing
+    ``dir/model.safetensors`` (e.g. a training checkpoint), making ``dir`` a
+    loadable model directory."""
+    dir = Path(dir)
+    meta = {
+        "model_type": _model_type(model_cls),
+        "format_version": FORMAT_VERSION,
+        "config": to_dict(config),
+        "extra": extra_json or {},
+    }
+    write_json_atomic(dir / CONFIG_FILE, meta)
+    write_json_atomic(dir / CHECKSUMS_FILE, {WEIGHTS_FILE: sha256_file(dir / WEIGHTS_FILE)})
+    if vocab is not None:
+        vocab.save(dir)
 
 
 def _read_json(path: Path) -> Any:

@@ -22,6 +22,7 @@ from xling.errors import XlingError, unknown
 from xling.evaluation.xlm import mlm_scores
 from xling.models.config import EncoderConfig
 from xling.models.encoder import TransformerEncoder
+from xling.models.io import write_model_meta
 from xling.objectives.clm import CLMObjective
 from xling.objectives.mixture import MixtureBatches, Task
 from xling.objectives.mlm import MLMObjective, TLMObjective
@@ -151,7 +152,9 @@ def make_valid_fn(cfg: PretrainConfig, vocab: Vocab):
     return valid_fn
 
 
-def run_pretraining(cfg: PretrainConfig, out_dir: str | Path, resume: bool = False) -> dict:
+def run_pretraining(
+    cfg: PretrainConfig, out_dir: str | Path, resume: bool = False, stop_after: int | None = None
+) -> dict:
     """Train an XLM encoder as configured; the final model lands in ``out_dir/model``."""
     check_config(cfg)
     out_dir = Path(out_dir)
@@ -181,10 +184,16 @@ def run_pretraining(cfg: PretrainConfig, out_dir: str | Path, resume: bool = Fal
     def loss_fn(m, batch):
         return loss_by_task[batch["task"]].loss(m, batch)
 
+    extra = {"pretrain": {"objectives": [to_dict(o) for o in cfg.objectives], "stream_len": cfg.data.stream_len,
+                          "max_pair_len": cfg.data.max_pair_len}}
+
+    def save_extra(d: Path) -> None:  # every checkpoint is also a loadable model directory
+        write_model_meta(TransformerEncoder, mcfg, d, extra_json=extra, vocab=vocab)
+
     trainer = Trainer(
-        model, loss_fn, batches, cfg.trainer, out_dir, valid_fn=make_valid_fn(cfg, vocab), resume=resume
+        model, loss_fn, batches, cfg.trainer, out_dir, valid_fn=make_valid_fn(cfg, vocab), save_extra=save_extra, resume=resume
     )
-    summary = trainer.train()
+    summary = trainer.train(stop_after=stop_after)
     if distributed.is_main():
-        model.save_pretrained(out_dir / "model", vocab=vocab)
+        model.save_pretrained(out_dir / "model", vocab=vocab, extra=extra)
     return summary

@@ -1,0 +1,124 @@
+"""End to end through the CLI on the shipped fixture: corpus -> vocab -> MLM+TLM
+pretraining -> evaluation, plus the user errors of the pretraining path."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from xling.cli import main
+from xling.models.encoder import TransformerEncoder
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_DB = ROOT / "tests" / "fixtures" / "bible_mini.db"
+TINY = str(ROOT / "configs" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("e2e")
+    assert main(["corpus", "bible", "--langs", "en,fr,es", "--db", str(FIXTURE_DB), "--out", str(d / "corpus"), "--quiet"]) == 0
+    assert main(["vocab", "--corpus", str(d / "corpus"), "--size", "500", "--out", str(d / "vocab")]) == 0
+    return d
+
+
+def _train(d, out, *extra):
+    return main(["train", "--config", TINY, "--out", str(out), "--set", f"data.corpus={d / 'corpus'}",
+                 "--set", f"data.vocab={d / 'vocab'}", *extra])
+
+
+def _one_line_error(capsys, rc, match):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err and err[-1].startswith("xling: error:") and match in err[-1], err
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_train_evaluate_and_resume(workdir, capsys):
+    run = workdir / "run"
+    assert _train(workdir, run) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 6
+    assert {"ppl/en", "ppl/fr"} <= set(summary["valid"])
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    tasks = {k for m in metrics for k in m if k.startswith("loss/")}
+    assert tasks == {"loss/mlm-en", "loss/mlm-fr", "loss/tlm-en-fr"}, tasks
+    assert (run / "curves.png").stat().st_size > 1000
+    model = TransformerEncoder.from_pretrained(run / "model")
+    assert model.config.d_model == 32
+
+    # the same config and seed give a bit-identical model
+    again = workdir / "again"
+    assert _train(workdir, again) == 0
+    twin = TransformerEncoder.from_pretrained(again / "model")
+    for a, b in zip(model.state_dict().values(), twin.state_dict().values()):
+        assert torch.equal(a, b)
+
+    out = workdir / "eval.json"
+    assert main(["evaluate", "xlm", "--model", str(run / "model"), "--corpus", str(workdir / "corpus"),
+                 "--langs", "en,fr", "--pairs", "en-fr", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["signature"].startswith("xling-xlm-eval|model:")
+    assert set(res["translation_probe"]) == {"en|fr", "fr|en"}
+    assert res["mlm"]["en"]["n"] > 0
+
+
+def test_resume_continues_exactly(workdir):
+    from xling.config import load_config
+    from xling.tasks.pretrain import PretrainConfig, run_pretraining
+
+    over = [f"data.corpus={workdir / 'corpus'}", f"data.vocab={workdir / 'vocab'}", "trainer.save_every=3"]
+    cfg = load_config(PretrainConfig, TINY, over)
+    run_pretraining(cfg, workdir / "a")
+    # simulate an interruption after step 3: drop the final checkpoint and model, resume
+    b = workdir / "b"
+    from xling.tasks import pretrain
+
+    cfg_b = load_config(PretrainConfig, TINY, over)
+    pretrain.run_pretraining(cfg_b, b, stop_after=3)
+    assert (b / "checkpoints" / "latest").read_text().strip().endswith("00000003")
+    pretrain.run_pretraining(load_config(PretrainConfig, TINY, over), b, resume=True)
+    la = [m["loss"] for m in map(json.loads, (workdir / "a" / "metrics.jsonl").read_text().splitlines()) if "lr" in m]
+    lb = [m["loss"] for m in map(json.loads, (b / "metrics.jsonl").read_text().splitlines()) if "lr" in m]
+    assert la == lb and len(la) == 6
+    ma = TransformerEncoder.from_pretrained(workdir / "a" / "model")
+    mb = TransformerEncoder.from_pretrained(b / "model")
+    for x, y in zip(ma.state_dict().values(), mb.state_dict().values()):
+        assert torch.equal(x, y)
+
+
+def test_unknown_config_key(workdir, capsys):
+    rc = _train(workdir, workdir / "bad1", "--set", "trainer.lrr=1")
+    _one_line_error(capsys, rc, "trainer.lrr")
+    assert not (workdir / "bad1").exists()
+
+
+def test_unknown_language_in_objectives(workdir, capsys):
+    rc = _train(workdir, workdir / "bad2", "--set", "objectives=[{type: mlm, langs: [en, xx]}]")
+    _one_line_error(capsys, rc, "'xx'")
+
+
+def test_corrupt_checkpoint_on_resume(workdir, capsys):
+    run = workdir / "corrupt"
+    assert _train(workdir, run) == 0
+    latest = (run / "checkpoints" / "latest").read_text().strip()
+    f = run / "checkpoints" / latest / "model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # truncated
+    rc = _train(workdir, run, "--resume")
+    _one_line_error(capsys, rc, "model.safetensors")
+
+
+def test_corrupt_model_dir_on_evaluate(workdir, capsys):
+    run = workdir / "run"
+    if not (run / "model").exists():
+        pytest.skip("needs test_train_evaluate_and_resume")
+    bad = workdir / "badmodel"
+    import shutil
+
+    shutil.copytree(run / "model", bad)
+    data = bytearray((bad / "model.safetensors").read_bytes())
+    data[-10] ^= 0xFF  # one flipped byte
+    (bad / "model.safetensors").write_bytes(bytes(data))
+    rc = main(["evaluate", "xlm", "--model", str(bad), "--corpus", str(workdir / "corpus"), "--langs", "en"])
+    _one_line_error(capsys, rc, "model.safetensors")
