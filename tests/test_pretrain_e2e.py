@@ -122,3 +122,30 @@ def test_corrupt_model_dir_on_evaluate(workdir, capsys):
     (bad / "model.safetensors").write_bytes(bytes(data))
     rc = main(["evaluate", "xlm", "--model", str(bad), "--corpus", str(workdir / "corpus"), "--langs", "en"])
     _one_line_error(capsys, rc, "model.safetensors")
+
+
+@pytest.mark.timeout(120)
+def test_pretraining_under_torchrun_two_processes(workdir):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    out = workdir / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), "-m", "xling.cli", "train", "--config", TINY, "--out", str(out),
+           "--set", f"data.corpus={workdir / 'corpus'}", "--set", f"data.vocab={workdir / 'vocab'}"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 6
+    # tokens are summed over both ranks: twice the single-process count per step
+    single = json.loads((workdir / "run" / "summary.json").read_text()) if (workdir / "run").exists() else None
+    if single:
+        assert summary["tokens_seen"] > single["tokens_seen"]
+    TransformerEncoder.from_pretrained(out / "model")
