@@ -92,6 +92,10 @@ def test_positions_and_langs_change_output():
     assert torch.allclose(no_lang(t), no_lang(t, langs=torch.ones_like(t)), atol=ATOL)
     with pytest.raises(XlingError, match="max_positions"):
         m(rand_tokens(1, 17))
+    with pytest.raises(XlingError, match="position 16 outside"):
+        m(t, positions=torch.arange(12, 17)[None])
+    with pytest.raises(XlingError, match="language id 3 outside"):
+        m(t, langs=torch.full_like(t, 3))
 
 
 @norms

@@ -24,6 +24,14 @@ from xling.models.io import load_model_dir, save_model_dir
 from xling.models.layers import KVCache, TransformerLayer
 
 
+def _check_ids(kind: str, ids: torch.Tensor, limit: int) -> None:
+    """Raise XlingError when ``ids`` falls outside [0, limit) (an embedding-table size)."""
+    if ids.numel():
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= limit:
+            raise XlingError(f"{kind} {hi if hi >= limit else lo} outside [0, {limit})")
+
+
 class TransformerEncoder(nn.Module):
     """Transformer encoder with XLM embeddings and a tied LM head."""
 
@@ -73,6 +81,8 @@ class TransformerEncoder(nn.Module):
         key_pad: (B, Tk) True for real tokens, the queries being its last n_queries.
         """
         Tk = key_pad.shape[1]
+        if attn_mask is not None and attn_mask.dtype != torch.bool:
+            raise TypeError(f"attention mask must be bool (True = may attend), got {attn_mask.dtype}")
         if attn_mask is not None and attn_mask.shape[-2:] != (n_queries, Tk):
             raise XlingError(
                 f"attention mask of shape {tuple(attn_mask.shape)} does not fit {n_queries} queries and {Tk} keys"
@@ -101,7 +111,9 @@ class TransformerEncoder(nn.Module):
         langs: (B, T) language ids, or None (no language embedding added).
         positions: (B, T) position ids; default 0..T-1, offset by len(cache).
         attn_mask: bool (T, T) or (B, T, T), True = may attend; None = bidirectional.
-            With a cache holding L positions it is (T, L + T) or (B, T, L + T).
+            With a cache holding L positions it is (T, L + T) or (B, T, L + T), and None
+            lets the new tokens see every cached and new token (right for one-token steps;
+            pass ``masks.causal(T, past=L)`` to feed several tokens left-to-right).
         cache: a :meth:`new_cache` object; the new keys/values are appended to it.
         Key padding (tokens == pad_id) is always applied on top; the outputs at padded
         positions are finite but meaningless.
@@ -113,8 +125,11 @@ class TransformerEncoder(nn.Module):
             if past + T > c.max_positions:
                 raise XlingError(f"sequence length {past + T} exceeds max_positions={c.max_positions}")
             positions = torch.arange(past, past + T, device=tokens.device)[None, :]  # (1, T)
+        else:
+            _check_ids("position", positions, c.max_positions)
         x = self.tok_emb(tokens) + self.pos_emb(positions)  # (B, T, D)
         if langs is not None and self.lang_emb is not None:
+            _check_ids("language id", langs, c.n_langs)
             x = x + self.lang_emb(langs)
         x = self.drop(self.emb_norm(x))
         key_pad = masks.key_padding(tokens, c.pad_id)  # (B, T)
