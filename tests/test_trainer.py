@@ -192,7 +192,7 @@ def corrupt(src, dst, name, mutate):
 @pytest.mark.parametrize("name,mutate,message", [
     ("model.safetensors", lambda b: b[: len(b) // 2], "sha256 mismatch"),
     ("optimizer.safetensors", lambda b: b[:-1] + bytes([b[-1] ^ 1]), "sha256 mismatch"),
-    ("trainer_state.json", lambda b: b[:20], "corrupt JSON"),
+    ("trainer_state.json", lambda b: b[:20], "invalid JSON"),
 ])
 def test_corrupt_checkpoint_is_a_one_line_error_naming_the_file(tmp_path, name, mutate, message):
     run(tmp_path / "ok", config(max_steps=2))

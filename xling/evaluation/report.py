@@ -14,15 +14,13 @@ from xling.evaluation.xlm import mlm_scores, translation_probe
 from xling.models.encoder import TransformerEncoder
 from xling.models.io import read_model_config
 from xling.tokenization.vocab import Vocab
-from xling.utils.io import sha256_files
+from xling.utils.io import read_json, sha256_files
 
 
 def corpus_hash(corpus: str | Path) -> str:
-    import json
-
     manifest = Path(corpus) / "manifest.json"
     if manifest.is_file():
-        return str(json.loads(manifest.read_text(encoding="utf-8")).get("sha256", "?"))[:8]
+        return str(read_json(manifest).get("sha256", "?"))[:8]
     return sha256_files([p for p in Path(corpus).iterdir() if p.is_file()])[:8]
 
 

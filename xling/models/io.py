@@ -26,7 +26,7 @@ from torch import nn
 
 from xling.config import from_dict, to_dict
 from xling.errors import XlingError
-from xling.utils.io import atomic_dir, sha256_file, write_json_atomic
+from xling.utils.io import atomic_dir, read_json, sha256_file, write_json_atomic
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -81,14 +81,7 @@ def write_model_meta(
 
 
 def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise XlingError(f"{path}: missing (not a complete model directory)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise XlingError(f"{path}: invalid UTF-8") from None
-    except json.JSONDecodeError as e:
-        raise XlingError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    return read_json(path, missing="missing (not a complete model directory)")
 
 
 def read_model_config(dir: str | os.PathLike) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import sentencepiece as spm
 
 from xling.errors import XlingError, unknown
 from xling.tokenization.sampling import sample_counts, smoothed_probs
-from xling.utils.io import atomic_path, read_lines, write_json_atomic
+from xling.utils.io import atomic_path, read_json, read_lines, write_json_atomic
 
 PAD, UNK, BOS, EOS, MASK = 0, 1, 2, 3, 4
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
@@ -81,10 +81,7 @@ class Vocab:
         for path in (meta_path, model_path):
             if not path.is_file():
                 raise XlingError(f"{path}: no such file (not a vocabulary directory?)")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise XlingError(f"{meta_path}: invalid JSON ({str(e).splitlines()[0]})") from None
+        meta = read_json(meta_path)
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise XlingError(f"{meta_path}: not an xling vocabulary file (no \"format\": \"{FORMAT}\")")
         for key, kind in (("languages", list), ("size", int), ("spm_sha256", str)):
@@ -268,12 +265,7 @@ def fertility(vocab: Vocab, texts: Sequence[str]) -> dict[str, float]:
 def corpus_languages(corpus_dir: str | os.PathLike) -> list[str]:
     """The ``languages`` list of a corpus's ``manifest.json``."""
     path = Path(corpus_dir) / "manifest.json"
-    if not path.is_file():
-        raise XlingError(f"{path}: no such file (name the languages explicitly)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise XlingError(f"{path}: invalid JSON ({str(e).splitlines()[0]})") from None
+    manifest = read_json(path, missing="no such file (name the languages explicitly)")
     langs = manifest.get("languages") if isinstance(manifest, dict) else None
     if not isinstance(langs, list) or not langs or not all(isinstance(c, str) for c in langs):
         raise XlingError(f"{path}: missing or invalid 'languages' list")

@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from xling.errors import XlingError
-from xling.utils.io import atomic_dir, sha256_file, write_json_atomic, write_text_atomic
+from xling.utils.io import atomic_dir, read_json, sha256_file, write_json_atomic, write_text_atomic
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -191,12 +191,7 @@ def read_state(path: Path) -> dict[str, Any]:
     """Read and verify a checkpoint's trainer_state.json and tensor-file hashes."""
     path = Path(path)
     state_file = path / STATE_FILE
-    if not state_file.is_file():
-        raise XlingError(f"{state_file}: missing (incomplete checkpoint)")
-    try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise XlingError(f"{state_file}: corrupt JSON ({e})") from None
+    state = read_json(state_file, missing="missing (incomplete checkpoint)")
     if not isinstance(state, dict) or not isinstance(state.get("sha256"), dict):
         raise XlingError(f"{state_file}: not a trainer state (no sha256 table)")
     for name in (MODEL_FILE, OPTIMIZER_FILE):

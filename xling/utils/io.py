@@ -103,6 +103,20 @@ def read_lines(path: str | os.PathLike, *, allow_empty: bool = False) -> list[st
     return lines
 
 
+def read_json(path: str | os.PathLike, missing: str = "no such file") -> Any:
+    """Parse a JSON file; a missing, non-UTF-8 or malformed file is a one-line
+    XlingError naming it (``missing`` says what a missing file means)."""
+    path = Path(path)
+    if not path.is_file():
+        raise XlingError(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise XlingError(f"{path}: invalid UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise XlingError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+
+
 def sha256_file(path: str | os.PathLike, h: "hashlib._Hash | None" = None) -> str:
     h = h or hashlib.sha256()
     with open(path, "rb") as f:
