@@ -15,7 +15,6 @@ naming the file.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, TypeVar
