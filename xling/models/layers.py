@@ -37,6 +37,12 @@ class LayerKV:
             self.k = self.k.index_select(0, index)
             self.v = self.v.index_select(0, index)
 
+    def truncate(self, length: int) -> None:
+        """Keep only the first ``length`` cached positions (drop tentative ones)."""
+        if self.k is not None:
+            self.k = self.k[:, :, :length]
+            self.v = self.v[:, :, :length]
+
 
 class KVCache:
     """Incremental-decoding state of a whole model.
@@ -68,6 +74,16 @@ class KVCache:
             kv.reorder(index)
         if self.key_pad is not None:
             self.key_pad = self.key_pad.index_select(0, index)
+
+    def truncate(self, length: int) -> None:
+        """Keep the first ``length`` self-attention positions, dropping later ones.
+
+        UNILM decoding feeds ``[previous token, <mask>]`` at each step and keeps only
+        the previous token's keys/values; cross-attention memory is untouched."""
+        for kv in self.self_attn:
+            kv.truncate(length)
+        if self.key_pad is not None:
+            self.key_pad = self.key_pad[:, :length]
 
 
 class MultiHeadAttention(nn.Module):
