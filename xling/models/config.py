@@ -1,8 +1,8 @@
-"""Configuration of the transformer encoder (XLM-style)."""
+"""Configurations of the transformer encoder (XLM-style) and the encoder-decoder (MASS)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from xling.errors import XlingError
 
@@ -56,3 +56,22 @@ class EncoderConfig:
     def head_dim(self) -> int:
         """Size of one attention head."""
         return self.d_model // self.n_heads
+
+
+@dataclass
+class Seq2SeqConfig(EncoderConfig):
+    """Hyper-parameters of :class:`xling.models.seq2seq.TransformerSeq2Seq`: the encoder's
+    (``n_layers`` encoder layers; embeddings and LM head shared with the decoder) plus the
+    decoder depth."""
+
+    n_dec_layers: int = 6  # number of decoder layers (self-attention + cross-attention + feed-forward)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        value = self.n_dec_layers
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise XlingError(f"model config n_dec_layers: must be a positive integer, got {value!r}")
+
+    def encoder_config(self) -> EncoderConfig:
+        """The EncoderConfig of the encoder part (every field but n_dec_layers)."""
+        return EncoderConfig(**{f.name: getattr(self, f.name) for f in fields(EncoderConfig)})

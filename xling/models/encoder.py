@@ -32,6 +32,67 @@ def _check_ids(kind: str, ids: torch.Tensor, limit: int) -> None:
             raise XlingError(f"{kind} {hi if hi >= limit else lo} outside [0, {limit})")
 
 
+def attention_mask(
+    attn_mask: torch.Tensor | None, key_pad: torch.Tensor, n_queries: int, cached: bool
+) -> tuple[torch.Tensor | None, bool]:
+    """Self-attention mask for SDPA, (B, 1, Tq, Tk) or None, and whether to use the causal fast path.
+
+    attn_mask: bool (Tq, Tk) or (B, Tq, Tk), True = may attend; None = every key.
+    key_pad: (B, Tk) True for real tokens, the queries being its last n_queries.
+    cached: keys come partly from a KV cache (the causal fast path needs Tq == Tk).
+    """
+    Tk = key_pad.shape[1]
+    if attn_mask is not None and attn_mask.dtype != torch.bool:
+        raise TypeError(f"attention mask must be bool (True = may attend), got {attn_mask.dtype}")
+    if attn_mask is not None and attn_mask.shape[-2:] != (n_queries, Tk):
+        raise XlingError(
+            f"attention mask of shape {tuple(attn_mask.shape)} does not fit {n_queries} queries and {Tk} keys"
+        )
+    if bool(key_pad.all()):  # no padding: dense masks only when needed
+        if attn_mask is None:
+            return None, False
+        if not cached and attn_mask.dim() == 2 and torch.equal(attn_mask, masks.causal(Tk, device=attn_mask.device)):
+            return None, True
+    elif attn_mask is None and bool(key_pad.any(dim=1).all()):
+        return key_pad[:, None, None, :], False  # (B, 1, 1, Tk) key padding only
+    if attn_mask is None:
+        attn_mask = torch.ones(n_queries, Tk, dtype=torch.bool, device=key_pad.device)
+    return masks.combine(attn_mask, key_pad)[:, None], False  # (B, 1, Tq, Tk)
+
+
+def init_weights(module: nn.Module, layers: nn.ModuleList, std: float) -> None:
+    """Normal(0, std) weights of every Linear / Embedding in ``module``, zero biases; then
+    the residual output projections of ``layers`` get std / sqrt(number of residual
+    sub-layers in the stack) (GPT-2's scaled init)."""
+
+    def init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=std)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    module.apply(init)
+    projs = [
+        p
+        for layer in layers
+        for p in (layer.self_attn.out_proj, layer.cross_attn.out_proj if layer.cross_attn else None, layer.ff.fc2)
+        if p is not None
+    ]
+    for proj in projs:
+        nn.init.normal_(proj.weight, std=std / math.sqrt(len(projs)))
+
+
+def layer_flops(c: EncoderConfig, n_keys: int) -> float:
+    """Forward FLOPs per query token of one self-attention + feed-forward layer:
+    QKV and output projections, feed-forward, scores and weighted sum over ``n_keys``."""
+    return 2 * (4 * c.d_model * c.d_model + 2 * c.d_model * c.d_ff) + 4 * n_keys * c.d_model
+
+
+def head_flops(c: EncoderConfig) -> float:
+    """Forward FLOPs of the LM head (transform + vocabulary projection) per predicted token."""
+    return 2 * (c.d_model * c.d_model + c.d_model * c.vocab_size)
+
+
 class TransformerEncoder(nn.Module):
     """Transformer encoder with XLM embeddings and a tied LM head."""
 
@@ -56,47 +117,40 @@ class TransformerEncoder(nn.Module):
         self.lm_transform = nn.Linear(c.d_model, c.d_model)
         self.lm_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size)
-        self.apply(self._init_weights)
-        for layer in self.layers:  # scaled init of the residual projections (GPT-2)
-            for proj in (layer.self_attn.out_proj, layer.ff.fc2):
-                nn.init.normal_(proj.weight, std=c.init_std / math.sqrt(2 * c.n_layers))
+        init_weights(self, self.layers, c.init_std)
         if c.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=self.config.init_std)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
 
     def new_cache(self) -> KVCache:
         """An empty key/value cache for incremental decoding with :meth:`forward`."""
         return KVCache(self.config.n_layers)
 
-    def _attention(
-        self, attn_mask: torch.Tensor | None, key_pad: torch.Tensor, n_queries: int, cached: bool
-    ) -> tuple[torch.Tensor | None, bool]:
-        """SDPA mask (B, 1, Tq, Tk) or None, and whether to use the causal fast path.
+    def embed(
+        self,
+        tokens: torch.Tensor,
+        langs: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        past: int = 0,
+    ) -> torch.Tensor:
+        """tokens (B, T) -> embeddings (B, T, D): token + position [+ language], LayerNorm, dropout.
 
-        key_pad: (B, Tk) True for real tokens, the queries being its last n_queries.
+        langs: (B, T) language ids or None (no language embedding added).
+        positions: (B, T) position ids; default ``past .. past + T - 1`` (``past`` = number
+        of positions already in a KV cache). Ids outside their tables are an XlingError.
         """
-        Tk = key_pad.shape[1]
-        if attn_mask is not None and attn_mask.dtype != torch.bool:
-            raise TypeError(f"attention mask must be bool (True = may attend), got {attn_mask.dtype}")
-        if attn_mask is not None and attn_mask.shape[-2:] != (n_queries, Tk):
-            raise XlingError(
-                f"attention mask of shape {tuple(attn_mask.shape)} does not fit {n_queries} queries and {Tk} keys"
-            )
-        if bool(key_pad.all()):  # no padding: dense masks only when needed
-            if attn_mask is None:
-                return None, False
-            if not cached and attn_mask.dim() == 2 and torch.equal(attn_mask, masks.causal(Tk, device=attn_mask.device)):
-                return None, True
-        elif attn_mask is None and bool(key_pad.any(dim=1).all()):
-            return key_pad[:, None, None, :], False  # (B, 1, 1, Tk) key padding only
-        if attn_mask is None:
-            attn_mask = torch.ones(n_queries, Tk, dtype=torch.bool, device=key_pad.device)
-        return masks.combine(attn_mask, key_pad)[:, None], False  # (B, 1, Tq, Tk)
+        c = self.config
+        T = tokens.shape[1]
+        if positions is None:
+            if past + T > c.max_positions:
+                raise XlingError(f"sequence length {past + T} exceeds max_positions={c.max_positions}")
+            positions = torch.arange(past, past + T, device=tokens.device)[None, :]  # (1, T)
+        else:
+            _check_ids("position", positions, c.max_positions)
+        x = self.tok_emb(tokens) + self.pos_emb(positions)  # (B, T, D)
+        if langs is not None and self.lang_emb is not None:
+            _check_ids("language id", langs, c.n_langs)
+            x = x + self.lang_emb(langs)
+        return self.drop(self.emb_norm(x))
 
     def forward(
         self,
@@ -118,24 +172,12 @@ class TransformerEncoder(nn.Module):
         Key padding (tokens == pad_id) is always applied on top; the outputs at padded
         positions are finite but meaningless.
         """
-        c = self.config
-        B, T = tokens.shape
         past = len(cache) if cache is not None else 0
-        if positions is None:
-            if past + T > c.max_positions:
-                raise XlingError(f"sequence length {past + T} exceeds max_positions={c.max_positions}")
-            positions = torch.arange(past, past + T, device=tokens.device)[None, :]  # (1, T)
-        else:
-            _check_ids("position", positions, c.max_positions)
-        x = self.tok_emb(tokens) + self.pos_emb(positions)  # (B, T, D)
-        if langs is not None and self.lang_emb is not None:
-            _check_ids("language id", langs, c.n_langs)
-            x = x + self.lang_emb(langs)
-        x = self.drop(self.emb_norm(x))
-        key_pad = masks.key_padding(tokens, c.pad_id)  # (B, T)
+        x = self.embed(tokens, langs, positions, past)  # (B, T, D)
+        key_pad = masks.key_padding(tokens, self.config.pad_id)  # (B, T)
         if cache is not None:
             key_pad = cache.extend_key_pad(key_pad)  # (B, L + T)
-        mask, is_causal = self._attention(attn_mask, key_pad, T, cache is not None)
+        mask, is_causal = attention_mask(attn_mask, key_pad, tokens.shape[1], cache is not None)
         for i, layer in enumerate(self.layers):
             x = layer(x, mask, is_causal, cache=cache.self_attn[i] if cache is not None else None)
         if self.final_norm is not None:
@@ -159,9 +201,7 @@ class TransformerEncoder(nn.Module):
         Embedding look-ups, norms and activations are ignored (negligible).
         """
         c = self.config
-        per_layer = 2 * (4 * c.d_model * c.d_model + 2 * c.d_model * c.d_ff) + 4 * seq_len * c.d_model
-        head = 2 * (c.d_model * c.d_model + c.d_model * c.vocab_size)
-        return 3.0 * (c.n_layers * per_layer + lm_fraction * head)
+        return 3.0 * (c.n_layers * layer_flops(c, seq_len) + lm_fraction * head_flops(c))
 
     def save_pretrained(self, dir: str | os.PathLike, vocab: Any = None, extra: dict | None = None) -> Path:
         """Write config.json, model.safetensors, checksums.json (and the vocabulary);
