@@ -2,6 +2,8 @@
 
     xling corpus bible --langs en,de,fr,zh --out DIR [--translations en=k,de=e]
                        [--pairs en|all|de-en,en-fr] [--db PATH] [--cache DIR]
+    xling corpus debian-descriptions --langs en,de,fr --out DIR [--lists /var/lib/apt/lists]
+                       [--pairs en|all|de-en,en-fr] [--min-words 3] [--max-words 300]
     xling corpus import --lang xx[-yy] --train SRC [--valid SRC] [--test SRC]
                         --format text|tsv|jsonl|hf [--field NAME[,NAME]] --out DIR
 
@@ -52,6 +54,22 @@ def run_bible(args) -> int:
         pairs=_parse_pairs(args.pairs),
         db_path=args.db,
         cache_dir=args.cache,
+        progress=not args.quiet,
+    )
+    _print_summary(args.out, manifest)
+    return 0
+
+
+def run_debian(args) -> int:
+    from xling.data.debian import build_debian_corpus
+
+    manifest = build_debian_corpus(
+        args.langs,
+        args.out,
+        lists_dir=args.lists,
+        pairs=_parse_pairs(args.pairs),
+        min_words=args.min_words,
+        max_words=args.max_words,
         progress=not args.quiet,
     )
     _print_summary(args.out, manifest)
@@ -176,6 +194,18 @@ def register(sub) -> None:
     b.add_argument("--cache", help="download cache (default $XLING_CACHE or ~/.cache/xling)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_bible)
+
+    from xling.data.debian import DEFAULT_LISTS, DEFAULT_MAX_WORDS, DEFAULT_MIN_WORDS
+
+    d = csub.add_parser("debian-descriptions", help="Debian package descriptions: summarization and en-xx translation")
+    d.add_argument("--langs", required=True, help="comma-separated codes, e.g. en,de,fr,zh (zh reads Translation-zh_CN)")
+    d.add_argument("--out", required=True, help="output corpus directory (replaced as a whole)")
+    d.add_argument("--lists", default=DEFAULT_LISTS, help=f"apt lists directory (default {DEFAULT_LISTS})")
+    d.add_argument("--pairs", default="en", help="'en' (each language with English), 'all', or a list: de-en,en-fr")
+    d.add_argument("--min-words", type=int, default=DEFAULT_MIN_WORDS, help="drop shorter long descriptions")
+    d.add_argument("--max-words", type=int, default=DEFAULT_MAX_WORDS, help="drop longer long descriptions")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=run_debian)
 
     i = csub.add_parser("import", help="bring text / TSV / JSONL / HF-datasets data into the corpus layout")
     i.add_argument("--lang", required=True, help="language code (de) or pair (de-en)")

@@ -220,10 +220,16 @@ def resolve_pairs(langs: list[str], pairs: str | list[str] = "en") -> list[tuple
     return sorted({tuple(pair_name(a, b).split("-")) for a, b in wanted})
 
 
-def _parse_langs(langs: str | list[str]) -> list[str]:
+def split_langs(langs: str | list[str]) -> list[str]:
+    """Language codes from a list or a comma string (``"en, de"``), stripped; none is an error."""
     items = [s.strip() for s in (langs.split(",") if isinstance(langs, str) else langs) if s.strip()]
     if not items:
         raise XlingError("no languages given (e.g. --langs en,de,fr)")
+    return items
+
+
+def _parse_langs(langs: str | list[str]) -> list[str]:
+    items = split_langs(langs)
     for lang in items:
         if lang not in DEFAULT_TRANSLATIONS:
             hint = nearest(lang, DEFAULT_TRANSLATIONS)
