@@ -21,14 +21,16 @@ from xling.errors import XlingError
 class StepDecoder(Protocol):
     """One batch of N sources being decoded one token per step.
 
-    Optional attribute, read with ``getattr``: ``max_target_len`` (int, or a sequence
+    Optional attributes, read with ``getattr``: ``max_target_len`` (int, or a sequence
     of N ints, one per source in the order given at construction): the most tokens,
-    EOS excluded, the model can generate (its position budget). Search caps the
-    length ``a * src_len + b`` with it.
+    EOS excluded, the model can generate (its position budget); search caps the length
+    ``a * src_len + b`` with it. ``device``: where ``prev`` is put (default CPU).
     """
 
     def step(self, prev: torch.Tensor) -> torch.Tensor:
-        """prev (N,) long: the last token of each row (BOS at step 0) -> log-probs (N, V) float32."""
+        """prev (N,) long: the last token of each row (BOS at step 0) -> log-probs (N, V) float32.
+
+        The returned tensor must be fresh: search edits it in place (bans, forced EOS)."""
         ...
 
     def reorder(self, index: torch.Tensor) -> None:
