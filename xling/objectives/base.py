@@ -2,8 +2,9 @@
 
 An objective turns raw token-id examples into model inputs + targets
 (``make_batch``) and computes its loss (``loss``). It reaches the network only
-through the encoder contract ``model(tokens, langs=, positions=, attn_mask=)``
-and ``lm_logits(hidden)``; the network knows nothing of objectives.
+through the model contract ``model(tokens, langs=, positions=, attn_mask=)``
+(plus ``dec_tokens=, dec_langs=, dec_positions=`` for an encoder-decoder) and
+``lm_logits(hidden)``; the network knows nothing of objectives.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from xling.data.masking import IGNORE
+
+DECODER_KEYS = ("dec_tokens", "dec_langs", "dec_positions")  # forwarded to the model when present
 
 
 class Objective(Protocol):
@@ -33,36 +36,49 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def predict_masked(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the encoder and the LM head on target positions only.
+    """Run the model and the LM head on target positions only.
 
-    Returns ``(logits (N, V), targets (N,))`` for the N positions whose target is
-    not IGNORE (computing logits only there saves most of the output softmax).
+    ``targets`` align with ``tokens``, or with ``dec_tokens`` when the batch has them
+    (then ``dec_tokens``, ``dec_langs``, ``dec_positions`` go to the model too).
+    Returns ``(logits (N, V), targets (N,))`` for the N positions whose target is not
+    IGNORE (computing logits only there saves most of the output softmax).
     """
+    dec = {k: batch[k] for k in DECODER_KEYS if k in batch}  # encoder-decoder batches (MASS, seq2seq)
     hidden = model(
         batch["tokens"],
         langs=batch.get("langs"),
         positions=batch.get("positions"),
         attn_mask=batch.get("attn_mask"),
-    )  # (B, T, D)
-    targets = batch["targets"]  # (B, T)
+        **dec,
+    )  # (B, T, D): encoder hidden states, or decoder ones when the batch has dec_tokens
+    targets = batch["targets"]  # (B, T), aligned with hidden
     sel = targets != IGNORE
     logits = unwrap(model).lm_logits(hidden[sel])  # (N, V)
     return logits, targets[sel]
 
 
 def masked_lm_loss(
-    model: torch.nn.Module, batch: dict[str, Any], name: str
+    model: torch.nn.Module, batch: dict[str, Any], name: str, label_smoothing: float = 0.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean cross-entropy over target positions, with accuracy and counts as stats."""
+    """Mean cross-entropy over target positions, with accuracy and counts as stats.
+
+    With ``label_smoothing`` > 0 the loss is the smoothed cross-entropy and the plain
+    one is reported as ``nll/<name>`` (for perplexities). ``tokens`` counts the
+    non-padding input tokens, decoder inputs included.
+    """
     logits, targets = predict_masked(model, batch)
-    loss = F.cross_entropy(logits.float(), targets)
+    logits = logits.float()
+    loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
     with torch.no_grad():
         correct = (logits.argmax(-1) == targets).sum().item()
+        nll = float(F.cross_entropy(logits, targets)) if label_smoothing > 0 else None
     n = int(targets.numel())
     stats = {
         f"loss/{name}": float(loss.detach()),
         f"acc/{name}": correct / max(n, 1),
-        "tokens": float((batch["tokens"] != 0).sum()),
+        "tokens": float(sum(int((batch[k] != 0).sum()) for k in ("tokens", "dec_tokens") if k in batch)),
         "targets": float(n),
     }
+    if nll is not None:
+        stats[f"nll/{name}"] = nll
     return loss, stats
