@@ -54,9 +54,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote
 
-from tqdm import tqdm
-
-from xling.data.bible import resolve_pairs, split_langs
 from xling.data.readers import SPLITS, mono_file, write_manifest, write_mono, write_pair
 from xling.errors import XlingError
 from xling.utils.io import atomic_dir, sha256_file, write_lines_atomic
@@ -207,6 +204,8 @@ def collect_language(
     files: list[Path], lang: str, min_words: int, max_words: int, progress: bool = False
 ) -> tuple[dict[str, Entry], dict[str, int]]:
     """Deduplicated, filtered entries ``{md5: Entry}`` of one language, and statistics."""
+    from tqdm import tqdm  # heavy imports stay out of CLI start-up (the parser imports this module)
+
     chosen: dict[str, Entry] = {}
     stats = dict.fromkeys(("entries", "duplicates", "conflicts", "empty", "short", "long", "kept"), 0)
     for path in tqdm(files, desc=f"debian {lang}", unit="file", disable=not progress):
@@ -258,6 +257,8 @@ def _write_pair(out: Path, l1: str, l2: str, e1: dict[str, Entry], e2: dict[str,
 
 
 def _parse_langs(langs: str | list[str]) -> list[str]:
+    from xling.data.bible import split_langs
+
     items = split_langs(langs)
     for lang in items:
         if not _LANG.match(lang):
@@ -281,6 +282,8 @@ def build_debian_corpus(
     with English); ``min_words`` / ``max_words``: the length filter. The
     directory is written whole or not at all.
     """
+    from xling.data.bible import resolve_pairs
+
     lang_list = _parse_langs(langs)
     pair_list = resolve_pairs(lang_list, pairs)
     if min_words < 1 or max_words < min_words:
