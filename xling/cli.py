@@ -15,7 +15,7 @@ import sys
 from xling import __version__
 from xling.errors import XlingError
 
-COMMANDS = ["corpus", "vocab", "train", "evaluate"]
+COMMANDS = ["corpus", "vocab", "train", "evaluate", "generate"]  # modules; "generate" adds translate + generate
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,122 @@
+"""Generate text with a trained model: texts in, texts out, in input order.
+
+    model, vocab = load_generation_model("runs/mt/model")
+    outs = generate_texts(model, vocab, ["Hello world.", ""], "en", "de", GenerationConfig(beam=5))
+
+Inputs are encoded, truncated to the model's source budget (one warning counting the
+truncated lines), sorted by length (longest first) into batches of at most
+``batch_size`` sentences and ``max_tokens`` padded source tokens (each beam or sample
+row counted), decoded, and put back in input order. Empty or whitespace-only lines give
+"" without reaching the model. Outputs never contain line breaks (they become spaces),
+so one output line per input line holds. Sampling uses one torch.Generator seeded with
+``cfg.seed`` across the batches: the same inputs, seed and batching give the same samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import torch
+from tqdm import tqdm
+
+from xling.errors import XlingError
+from xling.generation.base import GenerationConfig
+from xling.generation.decoders import check_decodable, max_source_len, step_decoder
+from xling.generation.search import generate
+from xling.models.encoder import TransformerEncoder
+from xling.models.io import read_model_config
+from xling.models.seq2seq import TransformerSeq2Seq
+from xling.tokenization.vocab import Vocab
+
+log = logging.getLogger(__name__)
+
+MODEL_CLASSES = {cls.model_type: cls for cls in (TransformerEncoder, TransformerSeq2Seq)}
+PROGRESS_MIN_LINES = 100  # no progress bar for fewer input lines
+
+
+def load_generation_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, Vocab]:
+    """The model (class from config.json's model_type, eval mode) and vocabulary of a
+    model directory; a model that cannot generate is refused before its weights are read."""
+    meta = read_model_config(model_dir)
+    check_decodable(meta, where=str(model_dir))
+    model = MODEL_CLASSES[meta["model_type"]].from_pretrained(model_dir, device=device)
+    return model.eval(), Vocab.load(model_dir)
+
+
+def _batches(lengths: Sequence[int], order: Sequence[int], batch_size: int, max_tokens: int | None,
+             rows_per_source: int) -> list[list[int]]:
+    """Split ``order`` (indices, longest first) into batches within both budgets."""
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for j in order:
+        longest = lengths[cur[0] if cur else j] + 2  # the batch's first is its longest; with <s> </s>
+        too_many = max_tokens is not None and (len(cur) + 1) * rows_per_source * longest > max_tokens
+        if cur and (len(cur) == batch_size or too_many):
+            out.append(cur)
+            cur = []
+        cur.append(j)
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], src_lang: str, tgt_lang: str,
+                   cfg: GenerationConfig | None = None, batch_size: int = 64, max_tokens: int | None = None,
+                   progress: bool = True) -> list[list[tuple[str, float]]]:
+    """Per input text, up to ``cfg.n_best`` ``(text, score)`` pairs, best first; an empty
+    input gives ``[("", 0.0)]``. Languages are codes of ``vocab`` (unknown ones are
+    XlingErrors naming the known ones)."""
+    cfg = cfg or GenerationConfig()
+    src_id, tgt_id = vocab.lang_id(src_lang), vocab.lang_id(tgt_lang)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise XlingError(f"batch size: must be a positive integer, got {batch_size!r}")
+    if max_tokens is not None and max_tokens < 1:
+        raise XlingError(f"max tokens: must be a positive integer, got {max_tokens!r}")
+    results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in texts]
+    where = [i for i, t in enumerate(texts) if t.strip()]  # non-empty inputs
+    ids = vocab.encode_batch([texts[i] for i in where]) if where else []
+    budget = max_source_len(model)
+    n_long = sum(len(x) > budget for x in ids)
+    if n_long:
+        log.warning("%d of %d input lines are longer than %d tokens and were truncated", n_long, len(texts), budget)
+        ids = [x[:budget] for x in ids]
+    lengths = [len(x) for x in ids]
+    order = sorted(range(len(ids)), key=lambda j: -lengths[j])
+    rows = cfg.n_best if cfg.sampling else cfg.beam
+    batches = _batches(lengths, order, batch_size, max_tokens, rows)
+    device = next(model.parameters()).device
+    generator = None
+    if cfg.sampling:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(cfg.seed)
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(ids), unit="line", file=sys.stderr, disable=not progress or len(texts) < PROGRESS_MIN_LINES)
+    try:
+        for batch in batches:
+            src = [ids[j] for j in batch]
+            decoder = step_decoder(model, src, src_id, tgt_id, vocab.bos_id, vocab.eos_id)
+            hyps = generate(decoder, [len(x) for x in src], cfg, vocab.bos_id, vocab.eos_id, vocab.pad_id,
+                            banned_ids=(vocab.mask_id,), generator=generator)
+            for j, hs in zip(batch, hyps):
+                results[where[j]] = [(_one_line(vocab.decode(h.tokens)), h.score) for h in hs]
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return results
+
+
+def generate_texts(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], src_lang: str, tgt_lang: str,
+                   cfg: GenerationConfig | None = None, batch_size: int = 64, max_tokens: int | None = None,
+                   progress: bool = True) -> list[str]:
+    """The best output text per input text, in input order ("" for empty inputs)."""
+    nbest = generate_nbest(model, vocab, texts, src_lang, tgt_lang, cfg, batch_size, max_tokens, progress)
+    return [hyps[0][0] for hyps in nbest]
