@@ -255,6 +255,6 @@ def generate(decoder: StepDecoder, src_lens: Sequence[int], cfg: GenerationConfi
     """
     if cfg.sampling:
         return sample(decoder, src_lens, cfg, bos_id, eos_id, pad_id, banned_ids, generator)
-    if cfg.beam == 1:
+    if cfg.beam == 1 and cfg.early_stopping:  # beam 1 without early stopping may look past the first EOS
         return greedy(decoder, src_lens, cfg, bos_id, eos_id, pad_id, banned_ids)
     return beam_search(decoder, src_lens, cfg, bos_id, eos_id, pad_id, banned_ids)
