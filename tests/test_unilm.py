@@ -311,6 +311,8 @@ def test_decoder_user_errors():
     with pytest.raises(XlingError, match="max_positions"):
         unilm_step_decoder(model, [list(range(5, 12))], 0, 1)  # 9 tokens with <s> </s>
     dec = unilm_step_decoder(model, [[5, 6, 7]], 0, 1)  # source segment of 5: target positions 5..7
+    assert dec.max_target_len == [2]  # 3 predictions, the last one being </s>
+    assert unilm_step_decoder(model, [[5], [5, 6, 7, 8]], 0, 1).max_target_len == [4, 1]
     prev = torch.tensor([BOS])
     for _ in range(3):
         prev = dec.step(prev).argmax(-1)

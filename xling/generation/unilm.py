@@ -28,10 +28,10 @@ from typing import Sequence
 
 import torch
 
+from xling.data.span_masking import with_bos_eos
 from xling.errors import XlingError
 from xling.models import masks
 from xling.models.encoder import TransformerEncoder
-from xling.objectives.unilm import source_segment
 from xling.tokenization.vocab import BOS, EOS, MASK
 
 
@@ -39,6 +39,8 @@ class UnilmStepDecoder:
     """StepDecoder over N sources (see module doc); owns its KV cache.
 
     step(prev (N,)) -> log-probs (N, V) float32; reorder(index (N',)) keeps those rows.
+    Attributes read by search: ``max_target_len`` (one int per source, in construction
+    order: the position budget, EOS excluded) and ``device``.
     """
 
     def __init__(
@@ -58,7 +60,7 @@ class UnilmStepDecoder:
         self.tgt_lang = tgt_lang
         self.mask_id = mask_id
         self.device = next(model.parameters()).device
-        rows = [source_segment(x, bos_id, eos_id) for x in src]  # each (len(x) + 2,)
+        rows = [with_bos_eos(x, bos_id, eos_id) for x in src]  # each (len(x) + 2,)
         self.src_lens = torch.tensor([len(r) for r in rows], device=self.device)  # (N,) source segment lengths
         S = int(self.src_lens.max())
         if S >= c.max_positions:
@@ -68,6 +70,8 @@ class UnilmStepDecoder:
         for i, r in enumerate(rows):
             tokens[i, : len(r)] = torch.from_numpy(r)
         tokens = tokens.to(self.device)
+        # most target tokens, EOS excluded, per source (construction order): step L predicts at len(x) + 2 + L
+        self.max_target_len = [c.max_positions - len(r) - 1 for r in rows]
         self.cache = model.new_cache()
         self.t = 0  # target tokens predicted so far (= step index)
         with torch.no_grad():

@@ -48,6 +48,7 @@ from xling.data.masking import (
     ngram_mask,
     pad_batch,
 )
+from xling.data.span_masking import with_bos_eos
 from xling.errors import XlingError, unknown
 from xling.models import masks
 from xling.objectives.base import masked_lm_loss
@@ -177,11 +178,6 @@ class UnilmObjective:
         return _loss_with_kind(model, batch, batch.get("task", self.name))
 
 
-def source_segment(src: Sequence[int], bos_id: int, eos_id: int) -> np.ndarray:
-    """The source segment ``<s> src </s>`` (len(src) + 2,) int64 of the seq2seq layout."""
-    return np.concatenate([[bos_id], np.asarray(src, dtype=np.int64), [eos_id]]).astype(np.int64)
-
-
 def seq2seq_example(
     src: Sequence[int], tgt: Sequence[int], src_lang: int, tgt_lang: int, bos_id: int, eos_id: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -192,7 +188,7 @@ def seq2seq_example(
     ``tgt </s>`` carries ``tgt_lang``; positions are simply 0..T-1. With an empty
     ``tgt`` the result is the source segment followed by ``</s>``.
     """
-    s = source_segment(src, bos_id, eos_id)
+    s = with_bos_eos(src, bos_id, eos_id)  # source segment, as MASS's encoder input
     t = np.concatenate([np.asarray(tgt, dtype=np.int64), [eos_id]]).astype(np.int64)
     langs = np.concatenate([np.full(len(s), src_lang), np.full(len(t), tgt_lang)]).astype(np.int64)
     return np.concatenate([s, t]), langs, len(s)
