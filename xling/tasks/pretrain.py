@@ -1,13 +1,18 @@
-"""XLM pretraining as a task: corpus + vocabulary -> tasks -> encoder -> trainer.
+"""Training as a task: corpus + vocabulary -> mixture tasks -> model -> trainer.
 
-The config names objectives as step lists, the way XLM does (``mlm`` on
-languages, ``tlm`` on pairs, ``clm`` on languages), each with a weight; within an
-objective, languages (pairs) are sampled with XLM's alpha-smoothed proportions.
+One config (``xling train``) covers pretraining and fine-tuning: XLM (mlm / tlm / clm),
+MASS, UNILM and supervised translation / summarization, mixed with weights; within an
+objective, languages (pairs) are sampled with XLM's alpha-smoothed proportions. The
+model is a ``TransformerEncoder`` (``model_type: encoder``: XLM, UNILM) or a
+``TransformerSeq2Seq`` (``model_type: seq2seq``: MASS, translation); ``init`` starts
+from a saved model (an encoder into a seq2seq model is XLM initialisation of both sides).
+What each objective reads: :mod:`xling.tasks.build`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,17 +20,26 @@ from typing import Any
 import numpy as np
 
 from xling.config import from_dict, to_dict
-from xling.data.batching import make_stream
+from xling.data.batching import token_budget_batches
 from xling.data.masking import MaskingConfig
-from xling.data.readers import load_corpus_split, load_parallel_split
 from xling.errors import XlingError, unknown
 from xling.evaluation.xlm import mlm_scores
-from xling.models.config import EncoderConfig
+from xling.models.config import EncoderConfig, Seq2SeqConfig
 from xling.models.encoder import TransformerEncoder
-from xling.models.io import write_model_meta
-from xling.objectives.clm import CLMObjective
-from xling.objectives.mixture import MixtureBatches, Task
-from xling.objectives.mlm import MLMObjective, TLMObjective
+from xling.models.io import read_model_config, write_model_meta
+from xling.models.seq2seq import TransformerSeq2Seq
+from xling.objectives.mixture import MixtureBatches
+from xling.tasks import build as tb
+from xling.tasks.build import (
+    STREAM_TYPES,
+    BuildSettings,
+    MassSpec,
+    ObjectiveSpec,
+    Seq2SeqSpec,
+    UnilmSpec,
+    build_tasks,
+    check_objectives,
+)
 from xling.tokenization.vocab import Vocab
 from xling.training import distributed
 from xling.training.trainer import Trainer, TrainerConfig
@@ -33,25 +47,22 @@ from xling.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = ("mlm", "tlm", "clm")
+MODEL_TYPES = {"encoder": TransformerEncoder, "seq2seq": TransformerSeq2Seq}
+INIT_OVERRIDABLE = ("dropout", "attn_dropout", "n_dec_layers")  # model keys allowed next to init
 
 
 @dataclass
 class DataConfig:
     corpus: str = ""  # corpus directory in the Moses layout (`xling corpus ...`)
-    vocab: str = ""  # vocabulary directory (`xling vocab ...`)
-    stream_len: int = 256  # tokens per MLM/CLM stream row (XLM: 256)
+    vocab: str = ""  # vocabulary directory (`xling vocab ...`); default with init: the init model's
+    stream_len: int = 256  # tokens per MLM/CLM/UNILM stream row (XLM: 256)
     max_pair_len: int = 126  # TLM: each side truncated to this many tokens
+    max_len: int = 126  # MASS sentences and seq2seq sources: tokens kept
+    max_tgt_len: int = 126  # seq2seq targets (translation, summary): tokens kept
     max_tokens: int = 4096  # padded tokens per micro-batch
     alpha: float = 0.5  # language sampling smoothing within an objective (XLM: 0.5)
     valid_rows: int = 64  # stream rows per language used for validation perplexity
-
-
-@dataclass
-class ObjectiveSpec:
-    type: str = "mlm"  # "mlm" | "tlm" | "clm"
-    langs: list[str] = field(default_factory=list)  # languages (mlm, clm) or pairs "de-en" (tlm)
-    weight: float = 1.0  # weight of this objective in the mixture (XLM's lambda)
+    valid_examples: int = 256  # sentences / pairs per task used for the validation loss
 
 
 @dataclass
@@ -63,90 +74,129 @@ class MaskingSpec:
 
 @dataclass
 class PretrainConfig:
+    model_type: str = "encoder"  # encoder (XLM, UNILM) | seq2seq (MASS, translation, summarization)
+    init: str = ""  # model directory to start from ("" = random init)
     data: DataConfig = field(default_factory=DataConfig)
     objectives: list[ObjectiveSpec] = field(default_factory=lambda: [ObjectiveSpec()])
     masking: MaskingSpec = field(default_factory=MaskingSpec)
-    model: dict[str, Any] = field(default_factory=dict)  # EncoderConfig fields (vocab_size, n_langs are filled in)
+    mass: MassSpec = field(default_factory=MassSpec)
+    unilm: UnilmSpec = field(default_factory=UnilmSpec)
+    seq2seq: Seq2SeqSpec = field(default_factory=Seq2SeqSpec)
+    model: dict[str, Any] = field(default_factory=dict)  # EncoderConfig / Seq2SeqConfig fields (sizes from the vocab)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
-def model_config(cfg: PretrainConfig, vocab: Vocab) -> EncoderConfig:
-    """EncoderConfig from the config's model section plus the vocabulary's sizes."""
-    for k in ("vocab_size", "n_langs"):
-        if k in cfg.model:
-            raise XlingError(f"config model.{k}: set by the vocabulary, remove it")
-    return from_dict(EncoderConfig, {**cfg.model, "vocab_size": len(vocab), "n_langs": len(vocab.languages)}, "model.")
+def settings(cfg: PretrainConfig, vocab: Vocab) -> BuildSettings:
+    """What :func:`xling.tasks.build.build_tasks` needs from the config."""
+    m = cfg.masking
+    masking = MaskingConfig(m.mask_prob, m.p_mask, m.p_random, mask_id=vocab.mask_id)
+    d = cfg.data
+    return BuildSettings(d.corpus, cfg.model_type, d.stream_len, d.max_pair_len, d.max_len, d.max_tgt_len, masking,
+                         cfg.mass, cfg.unilm, cfg.seq2seq)
 
 
 def check_config(cfg: PretrainConfig) -> None:
-    if not cfg.data.corpus or not cfg.data.vocab:
-        raise XlingError("config data.corpus and data.vocab are required")
-    if not cfg.objectives:
-        raise XlingError("config objectives: give at least one")
-    for i, o in enumerate(cfg.objectives):
-        if o.type not in OBJECTIVES:
-            raise unknown(f"objective type in objectives[{i}]:", o.type, OBJECTIVES)
-        if not o.langs:
-            raise XlingError(f"config objectives[{i}] ({o.type}): langs is empty")
-        for lang in o.langs:
-            if (o.type == "tlm") != ("-" in lang):
-                want = "a pair like de-en" if o.type == "tlm" else "a language, not a pair"
-                raise XlingError(f"config objectives[{i}] ({o.type}): {lang!r} should be {want}")
+    if cfg.model_type not in MODEL_TYPES:
+        raise unknown("model_type", cfg.model_type, MODEL_TYPES)
+    if not cfg.data.corpus and not all(o.corpus for o in cfg.objectives):
+        raise XlingError("config data.corpus is required (or a corpus on every objective)")
+    if not cfg.data.vocab and not cfg.init:
+        raise XlingError("config data.vocab is required (or init, a model directory holding its vocabulary)")
+    check_objectives(cfg.objectives, cfg.model_type)
 
 
-def _rows(vocab: Vocab, corpus: str, split: str, lang: str, stream_len: int) -> np.ndarray:
-    ids = vocab.encode_batch(load_corpus_split(corpus, split, lang))
-    return make_stream(ids, stream_len, vocab.eos_id)
+def _config_cls(model_type: str) -> type:
+    return Seq2SeqConfig if model_type == "seq2seq" else EncoderConfig
 
 
-def _pairs(vocab: Vocab, corpus: str, split: str, pair: str, max_len: int):
-    l1, l2 = pair.split("-", 1)
-    a, b = load_parallel_split(corpus, split, l1, l2)
-    xa, xb = vocab.encode_batch(a), vocab.encode_batch(b)
-    return [(np.asarray(x[:max_len], dtype=np.int64), np.asarray(y[:max_len], dtype=np.int64)) for x, y in zip(xa, xb)]
+def model_config(cfg: PretrainConfig, vocab: Vocab) -> EncoderConfig:
+    """EncoderConfig / Seq2SeqConfig from the config's model section plus the vocabulary's sizes."""
+    for k in ("vocab_size", "n_langs"):
+        if k in cfg.model:
+            raise XlingError(f"config model.{k}: set by the vocabulary, remove it")
+    sizes = {"vocab_size": len(vocab), "n_langs": len(vocab.languages)}
+    return from_dict(_config_cls(cfg.model_type), {**cfg.model, **sizes}, "model.")
 
 
-def build_tasks(cfg: PretrainConfig, vocab: Vocab) -> list[Task]:
-    """One task per (objective, language or pair), with its tokenized train data."""
-    masking = MaskingConfig(cfg.masking.mask_prob, cfg.masking.p_mask, cfg.masking.p_random, mask_id=vocab.mask_id)
-    v = len(vocab)
-    tasks: list[Task] = []
-    rows_cache: dict[str, np.ndarray] = {}
-    for spec in cfg.objectives:
-        for lang in spec.langs:
-            if spec.type == "tlm":
-                l1, l2 = lang.split("-", 1)
-                ids = (vocab.lang_id(l1), vocab.lang_id(l2))
-                ex = _pairs(vocab, cfg.data.corpus, "train", lang, cfg.data.max_pair_len)
-                obj = TLMObjective(v, vocab.bos_id, vocab.eos_id, masking)
-                lengths = np.array([len(x) + len(y) + 4 for x, y in ex])
-            else:
-                ids = vocab.lang_id(lang)
-                if lang not in rows_cache:
-                    rows_cache[lang] = _rows(vocab, cfg.data.corpus, "train", lang, cfg.data.stream_len)
-                rows = rows_cache[lang]
-                ex = list(rows)
-                obj = MLMObjective(v, masking) if spec.type == "mlm" else CLMObjective()
-                lengths = np.full(len(ex), rows.shape[1])
-            tasks.append(Task(f"{spec.type}-{lang}", obj, ex, lengths, ids, spec.type, spec.weight))
-    return tasks
+def init_model(cfg: PretrainConfig, vocab: Vocab):
+    """The model to train: fresh from ``cfg.model``, or loaded from ``cfg.init``.
+
+    From a directory of the same model type the weights are loaded as they are; an
+    encoder directory into ``model_type: seq2seq`` initialises encoder and decoder from
+    it (XLM). With ``init``, ``model`` may only change dropout (and n_dec_layers); other keys
+    must equal the init model's.
+    """
+    cls = MODEL_TYPES[cfg.model_type]
+    if not cfg.init:
+        return cls(model_config(cfg, vocab))
+    meta = read_model_config(cfg.init)
+    have = meta["config"]
+    changed = sorted(k for k, v in cfg.model.items() if k not in INIT_OVERRIDABLE and have.get(k) != v)
+    if changed:
+        k = changed[0]
+        raise XlingError(f"config model.{k}={cfg.model[k]!r}: the architecture comes from init={cfg.init} "
+                         f"({k}={have.get(k)!r}); only {', '.join(INIT_OVERRIDABLE)} may change")
+    src_cls = {c.model_type: c for c in MODEL_TYPES.values()}.get(meta["model_type"])
+    if src_cls is None or (src_cls is TransformerSeq2Seq and cls is TransformerEncoder):
+        raise XlingError(f"init {cfg.init}: a {meta['model_type']} cannot initialise model_type {cfg.model_type}")
+    src = src_cls.from_pretrained(cfg.init)
+    if src.config.vocab_size != len(vocab) or src.config.n_langs != len(vocab.languages):
+        raise XlingError(f"init {cfg.init}: its vocabulary ({src.config.vocab_size} pieces, {src.config.n_langs} "
+                         f"languages) differs from data.vocab ({len(vocab)}, {len(vocab.languages)})")
+    model = cls.from_encoder(src, cfg.model.get("n_dec_layers")) if src_cls is not cls else src
+    for name in ("dropout", "attn_dropout"):
+        if name in cfg.model:
+            setattr(model.config, name, float(cfg.model[name]))
+            for mod in model.modules():
+                if name == "dropout" and mod.__class__.__name__ == "Dropout":
+                    mod.p = float(cfg.model[name])
+                if name == "attn_dropout" and hasattr(mod, "dropout") and isinstance(mod.dropout, float):
+                    mod.dropout = float(cfg.model[name])
+    return model
 
 
-def make_valid_fn(cfg: PretrainConfig, vocab: Vocab):
-    """Per-language validation MLM perplexity (fixed masks) on the valid split."""
-    langs = sorted({lang for o in cfg.objectives if o.type != "tlm" for lang in o.langs})
-    langs += sorted({p for o in cfg.objectives if o.type == "tlm" for p in "-".join(o.langs).split("-")} - set(langs))
-    data = {
-        lang: _rows(vocab, cfg.data.corpus, "valid", lang, cfg.data.stream_len)[: cfg.data.valid_rows] for lang in langs
-    }
+def make_valid_fn(cfg: PretrainConfig, vocab: Vocab, model_type: str):
+    """Validation: the loss of every task on its valid split (fixed masks and batches),
+    and per-language MLM perplexity when the model is an encoder trained with MLM-like
+    objectives."""
+    import torch
+    import torch.nn.functional as F
+
+    from xling.objectives.base import predict_masked
+
+    s = settings(cfg, vocab)
+    d = cfg.data
+    tasks = [t for spec in cfg.objectives for t in build_tasks(
+        [spec], vocab, s, split="valid", limit=d.valid_rows if spec.type in STREAM_TYPES else d.valid_examples)]
+    mlm_langs: list[str] = []
+    if model_type == "encoder":
+        for o in cfg.objectives:
+            if o.type in ("mlm", "tlm", "clm"):
+                mlm_langs += [x for lang in o.langs for x in lang.split("-") if x not in mlm_langs]
+    rows = {lang: tb.stream_rows(vocab, cfg.objectives[0].corpus or d.corpus, "valid", lang, d.stream_len)[: d.valid_rows]
+            for lang in sorted(mlm_langs)} if mlm_langs else {}
 
     def valid_fn(model) -> dict[str, float]:
-        out = {}
-        for lang, rows in data.items():
-            s = mlm_scores(model, rows, vocab.lang_id(lang), len(vocab), seed=0)
-            out[f"ppl/{lang}"] = s["ppl"]
-            out[f"acc/{lang}"] = s["acc"]
-        out["ppl/avg"] = float(np.mean([out[f"ppl/{lang}"] for lang in langs]))
+        out: dict[str, float] = {}
+        dev = next(model.parameters()).device
+        for t in tasks:
+            rng = np.random.default_rng(0)
+            ce, n = 0.0, 0
+            for idx in token_budget_batches(t.lengths, d.max_tokens):
+                batch = t.objective.make_batch([t.examples[j] for j in idx], t.lang, rng)
+                batch = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
+                logits, targets = predict_masked(model, batch)
+                ce += F.cross_entropy(logits.float(), targets, reduction="sum").item()
+                n += int(targets.numel())
+            out[f"ce/{t.name}"] = ce / max(n, 1)
+        for lang, r in rows.items():
+            sc = mlm_scores(model, r, vocab.lang_id(lang), len(vocab), seed=0)
+            out[f"ppl/{lang}"] = sc["ppl"]
+            out[f"acc/{lang}"] = sc["acc"]
+        if rows:
+            out["ppl/avg"] = float(np.mean([out[f"ppl/{lang}"] for lang in rows]))
+        out["ce/avg"] = float(np.mean([out[f"ce/{t.name}"] for t in tasks]))
+        out["ppl/tasks"] = math.exp(min(out["ce/avg"], 50.0))  # exp of the mean task cross-entropy
         return out
 
     return valid_fn
@@ -155,17 +205,18 @@ def make_valid_fn(cfg: PretrainConfig, vocab: Vocab):
 def run_pretraining(
     cfg: PretrainConfig, out_dir: str | Path, resume: bool = False, stop_after: int | None = None
 ) -> dict:
-    """Train an XLM encoder as configured; the final model lands in ``out_dir/model``."""
+    """Train as configured; the final model lands in ``out_dir/model``."""
     check_config(cfg)
     out_dir = Path(out_dir)
     distributed.init_distributed()
-    vocab = Vocab.load(cfg.data.vocab)
-    mcfg = model_config(cfg, vocab)
+    vocab = Vocab.load(cfg.data.vocab or cfg.init)
+    import torch
     import yaml
 
     if distributed.is_main():
         write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
-    tasks = build_tasks(cfg, vocab)
+    s = settings(cfg, vocab)
+    tasks = build_tasks(cfg.objectives, vocab, s)
     loss_by_task = {t.name: t.objective for t in tasks}
     batches = MixtureBatches(
         tasks,
@@ -175,24 +226,30 @@ def run_pretraining(
         rank=distributed.rank(),
         world_size=distributed.world_size(),
     )
-
-    import torch
-
     torch.manual_seed(cfg.trainer.seed)
-    model = TransformerEncoder(mcfg)
+    model = init_model(cfg, vocab)
+    longest = max(int(t.lengths.max()) for t in tasks)
+    if cfg.model_type == "encoder" and longest > model.config.max_positions:
+        raise XlingError(f"examples of up to {longest} tokens exceed model max_positions={model.config.max_positions}: "
+                         f"lower data.max_len / max_tgt_len / stream_len")
+    if cfg.model_type == "seq2seq" and any(t.group in STREAM_TYPES for t in tasks) and distributed.world_size() > 1:
+        cfg.trainer.find_unused_parameters = True  # encoder-only batches leave the decoder without gradients
 
     def loss_fn(m, batch):
         return loss_by_task[batch["task"]].loss(m, batch)
 
     extra = {"pretrain": {"objectives": [to_dict(o) for o in cfg.objectives], "stream_len": cfg.data.stream_len,
-                          "max_pair_len": cfg.data.max_pair_len}}
+                          "max_pair_len": cfg.data.max_pair_len, "max_len": cfg.data.max_len,
+                          "max_tgt_len": cfg.data.max_tgt_len, "init": cfg.init or None}}
+    if cfg.init:
+        prev = read_model_config(cfg.init).get("extra") or {}
+        extra["init_extra"] = {k: v for k, v in prev.items() if k != "init_extra"}
 
     def save_extra(d: Path) -> None:  # every checkpoint is also a loadable model directory
-        write_model_meta(TransformerEncoder, mcfg, d, extra_json=extra, vocab=vocab)
+        write_model_meta(type(model), model.config, d, extra_json=extra, vocab=vocab)
 
-    trainer = Trainer(
-        model, loss_fn, batches, cfg.trainer, out_dir, valid_fn=make_valid_fn(cfg, vocab), save_extra=save_extra, resume=resume
-    )
+    trainer = Trainer(model, loss_fn, batches, cfg.trainer, out_dir, valid_fn=make_valid_fn(cfg, vocab, cfg.model_type),
+                      save_extra=save_extra, resume=resume)
     summary = trainer.train(stop_after=stop_after)
     if distributed.is_main():
         model.save_pretrained(out_dir / "model", vocab=vocab, extra=extra)

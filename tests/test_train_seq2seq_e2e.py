@@ -1,0 +1,156 @@
+"""``xling train`` beyond XLM: MASS, UNILM, translation / summarization fine-tuning,
+initialisation from saved models, and the user errors of those configs."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from xling.cli import main
+from xling.config import load_config
+from xling.models.encoder import TransformerEncoder
+from xling.models.seq2seq import TransformerSeq2Seq
+from xling.tasks.pretrain import PretrainConfig, init_model
+from xling.tokenization.vocab import Vocab
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_DB = ROOT / "tests" / "fixtures" / "bible_mini.db"
+TINY = str(ROOT / "configs" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("s2s")
+    assert main(["corpus", "bible", "--langs", "en,fr", "--db", str(FIXTURE_DB), "--out", str(d / "corpus"), "--quiet"]) == 0
+    assert main(["vocab", "--corpus", str(d / "corpus"), "--size", "400", "--out", str(d / "vocab")]) == 0
+    # a toy summarization task in the Debian layout: verse -> its first three words
+    for split in ("train", "valid"):
+        lines = (d / "corpus" / f"{split}.en").read_text(encoding="utf-8").splitlines()
+        (d / "corpus" / f"{split}.en.desc").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (d / "corpus" / f"{split}.en.syn").write_text("\n".join(" ".join(x.split()[:3]) for x in lines) + "\n",
+                                                      encoding="utf-8")
+    return d
+
+
+def _overrides(d, *extra):
+    return [f"data.corpus={d / 'corpus'}", f"data.vocab={d / 'vocab'}", "data.max_len=40", "data.max_tgt_len=40",
+            "trainer.valid_every=0", *extra]
+
+
+def _train(d, out, *extra):
+    args = ["train", "--config", TINY, "--out", str(out)]
+    for o in _overrides(d, *extra):
+        args += ["--set", o]
+    return main(args)
+
+
+def _summary(run):
+    return json.loads((run / "summary.json").read_text())
+
+
+def _one_line_error(capsys, rc, match):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err and err[-1].startswith("xling: error:") and match in err[-1], err
+    assert "Traceback" not in "\n".join(err)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def mass_run(workdir):
+    run = workdir / "mass"
+    rc = _train(workdir, run, "model_type=seq2seq", "model.n_dec_layers=2",
+                "objectives=[{type: mass, langs: [en, fr]}, {type: mlm, langs: [en]}]")
+    assert rc == 0
+    return run
+
+
+def test_mass_pretraining_trains_an_encoder_decoder(mass_run):
+    m = TransformerSeq2Seq.from_pretrained(mass_run / "model")
+    assert m.config.n_dec_layers == 2
+    valid = _summary(mass_run)["valid"]
+    assert {"ce/mass-en", "ce/mass-fr", "ce/mlm-en"} <= set(valid)
+    metrics = [json.loads(x) for x in (mass_run / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss/mass-en", "loss/mass-fr"} <= {k for m in metrics for k in m}
+    meta = json.loads((mass_run / "model" / "config.json").read_text())
+    assert meta["model_type"] == "transformer_seq2seq"
+    assert [o["type"] for o in meta["extra"]["pretrain"]["objectives"]] == ["mass", "mlm"]
+
+
+def test_translation_finetuning_starts_from_the_mass_weights(workdir, mass_run):
+    over = _overrides(workdir, "model_type=seq2seq", f"init={mass_run / 'model'}", "data.vocab=",
+                      "objectives=[{type: translation, langs: [en-fr, fr-en]}]", "model.dropout=0.0")
+    cfg = load_config(PretrainConfig, TINY, over)
+    model = init_model(cfg, Vocab.load(mass_run / "model"))
+    assert _same_weights(model, TransformerSeq2Seq.from_pretrained(mass_run / "model"))
+    assert model.config.dropout == 0.0
+    run = workdir / "mt"
+    args = ["train", "--config", TINY, "--out", str(run)]
+    for o in over:
+        args += ["--set", o]
+    assert main(args) == 0
+    valid = _summary(run)["valid"]
+    assert {"ce/translation-en-fr", "ce/translation-fr-en"} <= set(valid)
+    meta = json.loads((run / "model" / "config.json").read_text())
+    assert meta["extra"]["pretrain"]["init"] == str(mass_run / "model")
+    assert meta["extra"]["init_extra"]["pretrain"]["objectives"][0]["type"] == "mass"
+
+
+def test_xlm_initialisation_of_both_sides(workdir):
+    xlm = workdir / "xlm"
+    assert _train(workdir, xlm) == 0
+    cfg = load_config(PretrainConfig, TINY, _overrides(workdir, "model_type=seq2seq", f"init={xlm / 'model'}",
+                                                       "objectives=[{type: translation, langs: [en-fr]}]"))
+    model = init_model(cfg, Vocab.load(workdir / "vocab"))
+    enc = TransformerEncoder.from_pretrained(xlm / "model")
+    assert isinstance(model, TransformerSeq2Seq)
+    assert _same_weights(model.encoder, enc)
+    dec0, enc0 = model.dec_layers[0] if hasattr(model, "dec_layers") else model.decoder[0], enc.layers[0]
+    assert torch.equal(dec0.self_attn.qkv_proj.weight, enc0.self_attn.qkv_proj.weight)
+    assert torch.equal(dec0.ff.fc1.weight, enc0.ff.fc1.weight)
+
+
+def test_unilm_pretraining_then_summarization_finetuning(workdir, capsys):
+    run = workdir / "unilm"
+    assert _train(workdir, run, "objectives=[{type: unilm, langs: [en, fr]}]") == 0
+    assert {"ce/unilm-en", "ce/unilm-fr"} <= set(_summary(run)["valid"])
+    ft = workdir / "unilm-sum"
+    assert _train(workdir, ft, f"init={run / 'model'}", "objectives=[{type: summarization, langs: [en]}]") == 0
+    assert "ce/summarization-en" in _summary(ft)["valid"]
+    src = workdir / "docs.txt"
+    src.write_text("In the beginning God created the heaven\n\nAnd the earth was without form\n", encoding="utf-8")
+    out = workdir / "sums.txt"
+    assert main(["generate", "--model", str(ft / "model"), "--lang", "en", "--input", str(src), "--output", str(out),
+                 "--beam", "2", "--max-len-b", "5"]) == 0
+    lines = out.read_text(encoding="utf-8").split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""  # 3 outputs, the empty input stays empty
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["objectives=[{type: mass, langs: [en]}]"], "needs model_type: seq2seq"),
+        (["model_type=seq2seq", "objectives=[{type: unilm, langs: [en]}]"], "needs model_type: encoder"),
+        (["objectives=[{type: translation, langs: [en]}]"], "should be a pair"),
+        (["model_type=decoder"], "unknown model_type"),
+        (["objectives=[{type: summarization, langs: [fr]}]"], "no train summarization data for 'fr'"),
+        (["objectives=[{type: translation, langs: [en-xx]}]"], "'xx'"),
+    ],
+)
+def test_config_errors_are_one_line(workdir, capsys, extra, match):
+    out = workdir / f"bad-{abs(hash(match))}"
+    _one_line_error(capsys, _train(workdir, out, *extra), match)
+    assert not (out / "model").exists()
+
+
+def test_init_refuses_architecture_changes(workdir, capsys, mass_run):
+    rc = _train(workdir, workdir / "bad-init", "model_type=seq2seq", f"init={mass_run / 'model'}", "model.d_model=64",
+                "objectives=[{type: translation, langs: [en-fr]}]")
+    _one_line_error(capsys, rc, "model.d_model")
+    rc = _train(workdir, workdir / "bad-init2", f"init={mass_run / 'model'}", "objectives=[{type: mlm, langs: [en]}]")
+    _one_line_error(capsys, rc, "cannot initialise model_type encoder")
