@@ -352,7 +352,10 @@ def test_check_decodable():
     check_decodable({"model_type": "transformer_seq2seq", "extra": {}})
     check_decodable({"model_type": "transformer_encoder",
                      "extra": {"pretrain": {"objectives": [{"type": "mlm"}, {"type": "unilm"}]}}})
-    check_decodable({"model_type": "transformer_encoder", "extra": {"finetune": {"type": "translation"}}})
+    check_decodable({"model_type": "transformer_encoder", "extra": {  # fine-tuned from a UNILM model
+        "pretrain": {"objectives": [{"type": "mlm"}]}, "init_extra": {"pretrain": {"objectives": [{"type": "unilm"}]}}}})
+    check_decodable({"model_type": "transformer_encoder",
+                     "extra": {"pretrain": {"objectives": [{"type": "summarization", "langs": ["en"]}]}}})
     for meta in ({"model_type": "transformer_encoder", "extra": {"pretrain": {"objectives": [{"type": "mlm"}]}}},
                  {"model_type": "transformer_encoder", "extra": {}}):
         with pytest.raises(XlingError, match="has no decoder; fine-tune it for translation"):
@@ -374,8 +377,9 @@ def saved(tmp_path_factory):
     torch.manual_seed(2)
     cfg = dict(SMALL, vocab_size=len(vocab), n_langs=2, max_positions=24)
     TransformerSeq2Seq(Seq2SeqConfig(**cfg, n_dec_layers=2)).save_pretrained(d / "s2s", vocab=vocab)
-    TransformerEncoder(EncoderConfig(**cfg)).save_pretrained(
-        d / "xlm", vocab=vocab, extra={"pretrain": {"objectives": [{"type": "mlm", "langs": ["en"]}]}})
+    encoder = TransformerEncoder(EncoderConfig(**cfg))
+    encoder.save_pretrained(d / "xlm", vocab=vocab, extra={"pretrain": {"objectives": [{"type": "mlm", "langs": ["en"]}]}})
+    encoder.save_pretrained(d / "unilm", vocab=vocab, extra={"pretrain": {"objectives": [{"type": "unilm", "langs": ["en"]}]}})
     return d, vocab
 
 
@@ -430,6 +434,11 @@ def test_cli_translate_and_generate(saved, tmp_path, capsys, monkeypatch):
     assert main(["translate", "--src-lang", "en", "--tgt-lang", "de", *args]) == 0
     lines = out.read_text(encoding="utf-8").split("\n")
     assert len(lines) == len(TEXTS) + 1 and lines[-1] == "" and lines[1] == lines[3] == ""
+    args[1] = str(d / "unilm")  # a UNILM-trained encoder decodes too
+    assert main(["translate", "--src-lang", "de", "--tgt-lang", "en", *args, "--beam", "2"]) == 0
+    lines = out.read_text(encoding="utf-8").split("\n")
+    assert len(lines) == len(TEXTS) + 1 and lines[1] == lines[3] == ""
+    args[1] = str(d / "s2s")
     assert main(["generate", "--lang", "en", *args, "--sampling", "--top-p", "0.9", "--n-best", "2"]) == 0
     rows = [line.split("\t") for line in out.read_text(encoding="utf-8").splitlines()]
     assert [int(r[0]) for r in rows] == [1, 1, 2, 3, 3, 4, 5, 5, 6, 6, 7, 7]

@@ -7,12 +7,13 @@
 
 **Which models can translate** (:func:`check_decodable`, read from config.json): every
 ``transformer_seq2seq``; a ``transformer_encoder`` only when its ``extra`` records an
-objective that teaches it to generate after a source: a type ``unilm*`` (UNILM
-pretraining, whose mixture includes the seq2seq mask, or UNILM seq2seq fine-tuning) or
-``seq2seq`` / ``translation`` / ``summarization``, listed under ``objectives`` (or as
-``type``) in any section of ``extra`` (``extra["pretrain"]["objectives"]`` is what
-pretraining writes; a fine-tuning section works the same way). An XLM encoder trained
-with MLM/TLM/CLM only has no decoder: decoding it would produce noise, so it is refused.
+objective that teaches it to generate after a source: ``unilm`` (UNILM pretraining, whose
+mask mixture includes the seq2seq mask) or a supervised seq2seq type (``translation``,
+``summarization``: UNILM seq2seq fine-tuning on an encoder), found as the ``type`` of an
+item of any ``objectives`` list in ``extra`` at any depth (``extra["pretrain"]["objectives"]``
+is what ``xling train`` writes; ``extra["init_extra"]`` holds the init model's record,
+so training history counts). An XLM encoder trained with MLM/TLM/CLM only has no decoder:
+decoding it would produce noise, so it is refused.
 """
 
 from __future__ import annotations
@@ -28,24 +29,22 @@ from xling.errors import XlingError
 from xling.generation.base import StepDecoder
 from xling.models.encoder import TransformerEncoder
 from xling.models.seq2seq import TransformerSeq2Seq
+from xling.tasks.build import SEQ2SEQ_TYPES
 from xling.tokenization.vocab import BOS, EOS
 
-SEQ2SEQ_TYPES = ("seq2seq", "translation", "summarization")  # besides any "unilm*" type
+DECODER_OBJECTIVES = ("unilm", *SEQ2SEQ_TYPES)  # objectives that make an encoder decodable
 
 
-def trained_objectives(extra: Mapping[str, Any]) -> list[str]:
-    """Objective types recorded in a model's ``extra``: the ``type`` of every item of
-    ``<section>["objectives"]`` and every ``<section>["type"]``, for each section."""
+def trained_objectives(extra: Any) -> list[str]:
+    """Objective types recorded in a model's ``extra``: the ``type`` of every item of every
+    ``objectives`` list, at any depth (the current run's and the init model's)."""
     types: list[str] = []
-    for section in extra.values() if isinstance(extra, Mapping) else ():
-        if not isinstance(section, Mapping):
-            continue
-        items = section.get("objectives")
-        for o in items if isinstance(items, list) else ():
-            if isinstance(o, Mapping) and isinstance(o.get("type"), str):
-                types.append(o["type"])
-        if isinstance(section.get("type"), str):
-            types.append(section["type"])
+    if isinstance(extra, Mapping):
+        for key, value in extra.items():
+            if key == "objectives" and isinstance(value, list):
+                types += [o["type"] for o in value if isinstance(o, Mapping) and isinstance(o.get("type"), str)]
+            else:
+                types += trained_objectives(value)
     return types
 
 
@@ -58,7 +57,7 @@ def check_decodable(model_dir_meta: Mapping[str, Any], where: str = "model") -> 
     if model_type != TransformerEncoder.model_type:
         raise XlingError(f"{where}: model_type {model_type!r} cannot generate text")
     types = trained_objectives(model_dir_meta.get("extra") or {})
-    if not any(t.startswith("unilm") or t in SEQ2SEQ_TYPES for t in types):
+    if not any(t in DECODER_OBJECTIVES for t in types):
         trained = "+".join(dict.fromkeys(types)) or "no recorded objective"
         raise XlingError(f"{where}: encoder trained with {trained} has no decoder; fine-tune it for "
                          f"translation first (UNILM seq2seq, or TransformerSeq2Seq.from_encoder)")
@@ -139,8 +138,5 @@ def step_decoder(model: torch.nn.Module, src: Sequence[Sequence[int]], src_lang:
     if isinstance(model, TransformerEncoder):
         from xling.generation.unilm import unilm_step_decoder
 
-        dec = unilm_step_decoder(model, src, src_lang, tgt_lang, bos_id=bos_id, eos_id=eos_id)
-        if getattr(dec, "max_target_len", None) is None:  # UNILM layout: mask of step L at position len(x) + 2 + L
-            dec.max_target_len = [model.config.max_positions - len(x) - 3 for x in src]
-        return dec
+        return unilm_step_decoder(model, src, src_lang, tgt_lang, bos_id=bos_id, eos_id=eos_id)
     raise XlingError(f"{type(model).__name__}: no step decoder for this model type")
