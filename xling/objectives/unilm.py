@@ -153,7 +153,8 @@ class UnilmObjective:
         """Rows (each (T_i,)) -> batch; ``kind`` forces a mask type (default: drawn)."""
         c = self.config
         if kind is None:
-            kind = MASK_TYPES[int(rng.choice(len(MASK_TYPES), p=c.probs()))]
+            p = c.probs()  # (4,) sums to 1 within 1e-6; renormalized for numpy's stricter check
+            kind = MASK_TYPES[int(rng.choice(len(MASK_TYPES), p=p / p.sum()))]
         tokens = pad_batch(rows)  # (B, T)
         B, T = tokens.shape
         inputs, targets = ngram_mask(tokens, self.vocab_size, rng, c.masking, c.ngram)
