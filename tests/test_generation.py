@@ -353,7 +353,8 @@ def test_check_decodable():
     check_decodable({"model_type": "transformer_encoder",
                      "extra": {"pretrain": {"objectives": [{"type": "mlm"}, {"type": "unilm"}]}}})
     check_decodable({"model_type": "transformer_encoder", "extra": {  # fine-tuned from a UNILM model
-        "pretrain": {"objectives": [{"type": "mlm"}]}, "init_extra": {"pretrain": {"objectives": [{"type": "unilm"}]}}}})
+        "pretrain": {"objectives": [{"type": "mlm"}]},
+        "init_extra": {"pretrain": {"objectives": [{"type": "unilm"}]}}}})
     check_decodable({"model_type": "transformer_encoder",
                      "extra": {"pretrain": {"objectives": [{"type": "summarization", "langs": ["en"]}]}}})
     for meta in ({"model_type": "transformer_encoder", "extra": {"pretrain": {"objectives": [{"type": "mlm"}]}}},
@@ -378,8 +379,9 @@ def saved(tmp_path_factory):
     cfg = dict(SMALL, vocab_size=len(vocab), n_langs=2, max_positions=24)
     TransformerSeq2Seq(Seq2SeqConfig(**cfg, n_dec_layers=2)).save_pretrained(d / "s2s", vocab=vocab)
     encoder = TransformerEncoder(EncoderConfig(**cfg))
-    encoder.save_pretrained(d / "xlm", vocab=vocab, extra={"pretrain": {"objectives": [{"type": "mlm", "langs": ["en"]}]}})
-    encoder.save_pretrained(d / "unilm", vocab=vocab, extra={"pretrain": {"objectives": [{"type": "unilm", "langs": ["en"]}]}})
+    for name, kind in (("xlm", "mlm"), ("unilm", "unilm")):
+        extra = {"pretrain": {"objectives": [{"type": kind, "langs": ["en"]}]}}
+        encoder.save_pretrained(d / name, vocab=vocab, extra=extra)
     return d, vocab
 
 
@@ -401,7 +403,8 @@ def test_generate_texts_order_batching_empty_lines(saved, monkeypatch):
     assert alone[1] == alone[3] == ""
     for bs, mt in ((2, None), (3, 40), (64, None)):
         assert generate_texts(model, vocab, TEXTS, "en", "de", cfg, batch_size=bs, max_tokens=mt) == alone
-    nbest = generate_nbest(model, vocab, TEXTS, "en", "de", GenerationConfig(beam=3, n_best=3, max_len_a=0, max_len_b=4))
+    nbest = generate_nbest(model, vocab, TEXTS, "en", "de", GenerationConfig(beam=3, n_best=3, max_len_a=0,
+                                                                             max_len_b=4))
     assert [len(h) for h in nbest] == [3, 1, 3, 1, 3, 3, 3] and nbest[1] == [("", 0.0)]
     with pytest.raises(XlingError, match="unknown language code 'xx'.*valid: de, en"):
         generate_texts(model, vocab, TEXTS, "en", "xx")
@@ -413,7 +416,8 @@ def test_truncation_warning_counts_lines(saved, caplog):
     long = " ".join(["the old man reads a book today"] * 4)
     assert len(vocab.encode(long)) > 22
     with caplog.at_level(logging.WARNING, logger="xling.generation.api"):
-        out = generate_texts(model, vocab, [long, "a book", long, ""], "en", "de", GenerationConfig(max_len_a=0, max_len_b=3))
+        out = generate_texts(model, vocab, [long, "a book", long, ""], "en", "de",
+                             GenerationConfig(max_len_a=0, max_len_b=3))
     assert len(out) == 4
     records = [r for r in caplog.records if r.name == "xling.generation.api"]
     assert len(records) == 1 and "2 of 4 input lines" in records[0].getMessage()
@@ -430,7 +434,8 @@ def test_cli_translate_and_generate(saved, tmp_path, capsys, monkeypatch):
     inp = tmp_path / "in.txt"
     inp.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     out = tmp_path / "out.txt"
-    args = ["--model", str(d / "s2s"), "--input", str(inp), "--output", str(out), "--max-len-a", "0", "--max-len-b", "4", "--quiet"]
+    args = ["--model", str(d / "s2s"), "--input", str(inp), "--output", str(out),
+            "--max-len-a", "0", "--max-len-b", "4", "--quiet"]
     assert main(["translate", "--src-lang", "en", "--tgt-lang", "de", *args]) == 0
     lines = out.read_text(encoding="utf-8").split("\n")
     assert len(lines) == len(TEXTS) + 1 and lines[-1] == "" and lines[1] == lines[3] == ""

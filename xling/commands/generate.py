@@ -98,7 +98,8 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     s.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N", help="never repeat an n-gram of size N")
     s.add_argument("--no-early-stopping", action="store_true",
                    help="beam: go on until no live hypothesis can beat the finished ones")
-    s.add_argument("--n-best", type=int, default=1, metavar="N", help="hypotheses per input (LINE\\tSCORE\\tTEXT lines)")
+    s.add_argument("--n-best", type=int, default=1, metavar="N",
+                   help="hypotheses per input (LINE\\tSCORE\\tTEXT lines)")
     r = p.add_argument_group("sampling")
     r.add_argument("--sampling", action="store_true", help="sample tokens instead of searching")
     r.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")

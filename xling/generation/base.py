@@ -45,7 +45,7 @@ class Hypothesis:
 
     tokens: list[int]  # generated token ids, without BOS and EOS
     score: float  # sum(token_logprobs) / (len(tokens) + 1) ** length_penalty
-    token_logprobs: list[float] = field(default_factory=list)  # model log-prob of each token, then of EOS (len(tokens) + 1 values)
+    token_logprobs: list[float] = field(default_factory=list)  # model log-prob of each token, then EOS's (len + 1)
 
 
 @dataclass

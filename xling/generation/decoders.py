@@ -93,7 +93,8 @@ class Seq2SeqStepDecoder:
         self.max_target_len = c.max_positions - 1  # positions 0..L: <s> and L tokens; EOS is predicted at L
         self.mem_pad = tokens != c.pad_id  # (N, S) True = real source token
         with torch.no_grad():
-            self.memory: torch.Tensor | None = model.encode(tokens, langs=torch.full_like(tokens, src_lang))  # (N, S, D)
+            langs = torch.full_like(tokens, src_lang)
+            self.memory: torch.Tensor | None = model.encode(tokens, langs=langs)  # (N, S, D)
         self.cache = model.new_cache()
         self.t = 0  # decoder tokens fed so far = position of the next one
 

@@ -53,7 +53,8 @@ def _ban_repeats(lp: torch.Tensor, hist: torch.Tensor, n: int) -> None:
 
 
 def _constrain(
-    lp: torch.Tensor, t: int, max_lens: torch.Tensor, hist: torch.Tensor, cfg: GenerationConfig, eos: int, banned: list[int]
+    lp: torch.Tensor, t: int, max_lens: torch.Tensor, hist: torch.Tensor, cfg: GenerationConfig, eos: int,
+    banned: list[int],
 ) -> torch.Tensor:
     """Apply the bans to lp (R, V) in place at step ``t`` (t tokens generated so far).
 
