@@ -168,8 +168,9 @@ def sample(decoder: StepDecoder, src_lens: Sequence[int], cfg: GenerationConfig,
 
 
 def _live_bound(best: torch.Tensor, t: int, max_lens: torch.Tensor, length_penalty: float) -> torch.Tensor:
-    """Highest final score the best live beam (cumulative log-prob ``best`` (n,), t tokens)
-    can still reach: log-probs only fall, so it ends >= t + 1 tokens + EOS, <= max_len + EOS."""
+    """Highest final score the best live beam (cumulative log-prob ``best`` (n,) of t + 1
+    tokens) can still reach: log-probs only fall, and it ends with t + 2 .. max_len + 1
+    tokens EOS included, so the bound is at the longest length when alpha > 0, else the shortest."""
     longest = (max_lens + 1).to(best.dtype)
     length = longest if length_penalty > 0 else torch.full_like(best, t + 2.0)
     return best / length**length_penalty
