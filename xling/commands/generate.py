@@ -63,7 +63,7 @@ def _device(name: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xling.generation.api import generate_nbest, load_generation_model
+    from xling.generation.api import generate_nbest, load_generation_model, trained_source_len
 
     src_lang, tgt_lang = (args.lang, args.lang) if args.command == "generate" else (args.src_lang, args.tgt_lang)
     cfg = generation_config(args)
@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     for code in (src_lang, tgt_lang):
         vocab.lang_id(code)
     nbest = generate_nbest(model, vocab, texts, src_lang, tgt_lang, cfg, batch_size=args.batch_size,
-                           max_tokens=args.max_tokens, progress=not args.quiet)
+                           max_tokens=args.max_tokens, progress=not args.quiet,
+                           max_src_len=trained_source_len(args.model))
     if cfg.n_best == 1:
         lines = [hyps[0][0] for hyps in nbest]
     else:

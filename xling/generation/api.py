@@ -46,6 +46,14 @@ def load_generation_model(model_dir: str | os.PathLike, device: str = "cpu") -> 
     return model.eval(), Vocab.load(model_dir)
 
 
+def trained_source_len(model_dir: str | os.PathLike) -> int | None:
+    """The source length a model was trained with (``extra.pretrain.max_len``, written
+    by ``xling train``), or None when it does not say."""
+    pre = (read_model_config(model_dir).get("extra") or {}).get("pretrain") or {}
+    n = pre.get("max_len")
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
 def _batches(lengths: Sequence[int], order: Sequence[int], batch_size: int, max_tokens: int | None,
              rows_per_source: int) -> list[list[int]]:
     """Split ``order`` (indices, longest first) into batches within both budgets."""
@@ -69,10 +77,11 @@ def _one_line(text: str) -> str:
 
 def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], src_lang: str, tgt_lang: str,
                    cfg: GenerationConfig | None = None, batch_size: int = 64, max_tokens: int | None = None,
-                   progress: bool = True) -> list[list[tuple[str, float]]]:
+                   progress: bool = True, max_src_len: int | None = None) -> list[list[tuple[str, float]]]:
     """Per input text, up to ``cfg.n_best`` ``(text, score)`` pairs, best first; an empty
     input gives ``[("", 0.0)]``. Languages are codes of ``vocab`` (unknown ones are
-    XlingErrors naming the known ones)."""
+    XlingErrors naming the known ones). Sources are cut to ``max_src_len`` tokens (default:
+    what the model's positions allow, :func:`max_source_len`), with one warning."""
     cfg = cfg or GenerationConfig()
     src_id, tgt_id = vocab.lang_id(src_lang), vocab.lang_id(tgt_lang)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -82,7 +91,7 @@ def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], s
     results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in texts]
     where = [i for i, t in enumerate(texts) if t.strip()]  # non-empty inputs
     ids = vocab.encode_batch([texts[i] for i in where]) if where else []
-    budget = max_source_len(model)
+    budget = min(max_src_len or max_source_len(model), max_source_len(model))
     n_long = sum(len(x) > budget for x in ids)
     if n_long:
         log.warning("%d of %d input lines are longer than %d tokens and were truncated", n_long, len(texts), budget)
@@ -116,7 +125,7 @@ def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], s
 
 def generate_texts(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], src_lang: str, tgt_lang: str,
                    cfg: GenerationConfig | None = None, batch_size: int = 64, max_tokens: int | None = None,
-                   progress: bool = True) -> list[str]:
+                   progress: bool = True, max_src_len: int | None = None) -> list[str]:
     """The best output text per input text, in input order ("" for empty inputs)."""
-    nbest = generate_nbest(model, vocab, texts, src_lang, tgt_lang, cfg, batch_size, max_tokens, progress)
+    nbest = generate_nbest(model, vocab, texts, src_lang, tgt_lang, cfg, batch_size, max_tokens, progress, max_src_len)
     return [hyps[0][0] for hyps in nbest]
