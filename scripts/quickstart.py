@@ -17,36 +17,18 @@ import sys
 import time
 from pathlib import Path
 
+from xling.utils import pipeline
+from xling.utils.pipeline import train_once, xling
+
 ROOT = Path(__file__).resolve().parent.parent
 LANGS = ["en", "de", "fr", "zh"]
 PAIRS = ["de-en", "en-fr", "en-zh"]
 
-
 N_TEST = 300  # test lines translated / summarized (a quick, fixed subset)
 
 
-def xling(*args: str, check: bool = True) -> int:
-    cmd = [sys.executable, "-m", "xling.cli", *args]
-    print("$ xling " + " ".join(args), flush=True)
-    return subprocess.run(cmd, check=check, cwd=ROOT).returncode
-
-
-def train_once(config: str, run: Path, *sets: str) -> dict:
-    """``xling train`` unless ``run`` already holds a final model (resumes a partial run)."""
-    if not (run / "model" / "config.json").is_file():
-        args = ["train", "--config", config, "--out", str(run)]
-        for s in sets:
-            args += ["--set", s]
-        if (run / "checkpoints" / "latest").is_file():
-            args.append("--resume")
-        xling(*args)
-    return json.loads((run / "summary.json").read_text())
-
-
 def head(src: Path, dst: Path, n: int = N_TEST) -> Path:
-    lines = src.read_text(encoding="utf-8").splitlines()[:n]
-    dst.write_text("".join(x + "\n" for x in lines), encoding="utf-8")
-    return dst
+    return pipeline.head(src, dst, n)
 
 
 def scores_table(rows: list[tuple[str, dict]], keys: list[str]) -> str:
@@ -100,17 +82,9 @@ def step_vocab(out: Path, corpus: Path) -> str:
 
 def step_train(out: Path, corpus: Path) -> str:
     run = out / "xlm"
-    args = ["train", "--config", "configs/quickstart.yaml", "--out", str(run),
-            "--set", f"data.corpus={corpus}", "--set", f"data.vocab={out / 'vocab'}"]
-    if (run / "model" / "config.json").is_file():
-        pass
-    else:
-        if (run / "checkpoints" / "latest").is_file():
-            args.append("--resume")
-        xling(*args)
-    summary = json.loads((run / "summary.json").read_text())
+    summary = train_once("configs/quickstart.yaml", run, f"data.corpus={corpus}", f"data.vocab={out / 'vocab'}")
     valid = summary.get("valid") or summary.get("last_valid") or {}
-    lines = [f"MLM+TLM pretraining, config `configs/quickstart.yaml`; curves: ![curves](xlm/curves.png)", "",
+    lines = ["MLM+TLM pretraining, config `configs/quickstart.yaml`; curves: ![curves](xlm/curves.png)", "",
              "| figure | value |", "|---|---:|"]
     for k, v in summary.items():
         if isinstance(v, (int, float)):
