@@ -24,17 +24,19 @@ from tqdm import tqdm
 
 from xling.errors import XlingError
 from xling.generation.base import GenerationConfig
-from xling.generation.decoders import check_decodable, max_source_len, step_decoder
+from xling.generation.decoders import check_decodable, max_source_len, step_decoder, trained_objectives
 from xling.generation.search import generate
 from xling.models.encoder import TransformerEncoder
 from xling.models.io import read_model_config
 from xling.models.seq2seq import TransformerSeq2Seq
+from xling.tasks.build import SEQ2SEQ_TYPES
 from xling.tokenization.vocab import Vocab
 
 log = logging.getLogger(__name__)
 
 MODEL_CLASSES = {cls.model_type: cls for cls in (TransformerEncoder, TransformerSeq2Seq)}
 PROGRESS_MIN_LINES = 100  # no progress bar for fewer input lines
+SOURCE_OBJECTIVES = ("mass", *SEQ2SEQ_TYPES)  # training runs whose inputs were cut at data.max_len
 
 
 def load_generation_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, Vocab]:
@@ -48,10 +50,17 @@ def load_generation_model(model_dir: str | os.PathLike, device: str = "cpu") -> 
 
 def trained_source_len(model_dir: str | os.PathLike) -> int | None:
     """The source length a model was trained with (``extra.pretrain.max_len``, written
-    by ``xling train``), or None when it does not say."""
-    pre = (read_model_config(model_dir).get("extra") or {}).get("pretrain") or {}
-    n = pre.get("max_len")
-    return int(n) if isinstance(n, int) and n > 0 else None
+    by ``xling train``, when that run cut sentences or sources at it: mass, translation,
+    summarization); for a UNILM encoder at most what leaves room for the trained target
+    length (``max_tgt_len``) within its positions. None when it does not say."""
+    meta = read_model_config(model_dir)
+    pre = (meta.get("extra") or {}).get("pretrain") or {}
+    n, tgt = pre.get("max_len"), pre.get("max_tgt_len")
+    if not (isinstance(n, int) and n > 0) or not any(t in SOURCE_OBJECTIVES for t in trained_objectives(pre)):
+        return None  # e.g. UNILM / MLM streams only: max_len is the unused default
+    if meta.get("model_type") == TransformerEncoder.model_type and isinstance(tgt, int):
+        n = min(n, int(meta["config"]["max_positions"]) - 3 - tgt)  # <s> x </s> y </s> fits the positions
+    return n if n > 0 else None
 
 
 def _batches(lengths: Sequence[int], order: Sequence[int], batch_size: int, max_tokens: int | None,
@@ -80,8 +89,9 @@ def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], s
                    progress: bool = True, max_src_len: int | None = None) -> list[list[tuple[str, float]]]:
     """Per input text, up to ``cfg.n_best`` ``(text, score)`` pairs, best first; an empty
     input gives ``[("", 0.0)]``. Languages are codes of ``vocab`` (unknown ones are
-    XlingErrors naming the known ones). Sources are cut to ``max_src_len`` tokens (default:
-    what the model's positions allow, :func:`max_source_len`), with one warning."""
+    XlingErrors naming the known ones). Sources are cut to ``max_src_len`` tokens (the length
+    the model was trained with) within what the model's positions allow, or without it to
+    :func:`max_source_len`'s default, with one warning."""
     cfg = cfg or GenerationConfig()
     src_id, tgt_id = vocab.lang_id(src_lang), vocab.lang_id(tgt_lang)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -91,7 +101,7 @@ def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], s
     results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in texts]
     where = [i for i, t in enumerate(texts) if t.strip()]  # non-empty inputs
     ids = vocab.encode_batch([texts[i] for i in where]) if where else []
-    budget = min(max_src_len or max_source_len(model), max_source_len(model))
+    budget = max_source_len(model, max_src_len)
     n_long = sum(len(x) > budget for x in ids)
     if n_long:
         log.warning("%d of %d input lines are longer than %d tokens and were truncated", n_long, len(texts), budget)

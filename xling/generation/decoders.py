@@ -118,12 +118,16 @@ class Seq2SeqStepDecoder:
             self.memory = self.memory.index_select(0, index)
 
 
-def max_source_len(model: torch.nn.Module) -> int:
-    """Most source tokens (without <s> </s>) a model takes for generation: all positions
-    but <s> </s> for an encoder-decoder; half of them for a UNILM encoder, whose source
-    and target share the positions."""
+def max_source_len(model: torch.nn.Module, trained: int | None = None) -> int:
+    """Most source tokens (without <s> </s>) a model takes for generation: ``trained``
+    (the source length it was trained with) when given, within what its positions allow:
+    all but <s> </s> for an encoder-decoder; for a UNILM encoder, whose source and target
+    share the positions, all but <s> </s> and one target position, and half of them when
+    the trained length is unknown."""
     P = model.config.max_positions
-    return P - 2 if isinstance(model, TransformerSeq2Seq) else max(P // 2 - 2, 1)
+    if isinstance(model, TransformerSeq2Seq):
+        return min(trained, P - 2) if trained else P - 2
+    return max(min(trained, P - 3) if trained else P // 2 - 2, 1)
 
 
 def step_decoder(model: torch.nn.Module, src: Sequence[Sequence[int]], src_lang: int, tgt_lang: int,
