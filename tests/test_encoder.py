@@ -118,7 +118,7 @@ def test_causal_mask_blocks_the_future(pre_norm):
 
 @norms
 def test_kv_cache_matches_full_causal_forward(pre_norm):
-    m = tiny(pre_norm)
+    m = tiny(pre_norm, init_std=0.2)  # large weights: attention matters, so a wrong cache cannot hide
     t = rand_tokens(2, 8)
     t[1, 6:] = 0  # right padding in the second sequence
     langs = torch.tensor([[0] * 8, [2] * 8])
@@ -132,6 +132,11 @@ def test_kv_cache_matches_full_causal_forward(pre_norm):
     assert len(cache) == 8 and len(cache.self_attn[0]) == 8
     assert torch.allclose(inc[0], full[0], atol=ATOL)
     assert torch.allclose(inc[1, :6], full[1, :6], atol=ATOL)
+    # the check has teeth: a prompt fed without its causal mask (sees the future) differs
+    bad = m.new_cache()
+    wrong = [m(t[:, :3], langs=langs[:, :3], cache=bad)]
+    wrong += [m(t[:, i : i + 1], langs=langs[:, i : i + 1], cache=bad) for i in range(3, 8)]
+    assert (torch.cat(wrong, dim=1)[0] - full[0]).abs().max() > 100 * ATOL
     # reorder keeps the selected rows
     cache.reorder(torch.tensor([1, 1]))
     assert torch.equal(cache.self_attn[1].k[0], cache.self_attn[1].k[1])

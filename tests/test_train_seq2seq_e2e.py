@@ -154,3 +154,22 @@ def test_init_refuses_architecture_changes(workdir, capsys, mass_run):
     _one_line_error(capsys, rc, "model.d_model")
     rc = _train(workdir, workdir / "bad-init2", f"init={mass_run / 'model'}", "objectives=[{type: mlm, langs: [en]}]")
     _one_line_error(capsys, rc, "cannot initialise model_type encoder")
+
+
+def test_max_examples_takes_a_fixed_random_subset_of_train_only(workdir):
+    from xling.tasks.build import ObjectiveSpec, build_tasks
+    from xling.tasks.pretrain import settings
+
+    cfg = load_config(PretrainConfig, TINY, _overrides(workdir, "objectives=[{type: translation, langs: [en-fr]}]"))
+    vocab = Vocab.load(workdir / "vocab")
+    s = settings(cfg, vocab)
+    full = build_tasks([ObjectiveSpec("translation", ["en-fr"])], vocab, s)[0]
+    sub = build_tasks([ObjectiveSpec("translation", ["en-fr"], max_examples=7)], vocab, s)[0]
+    again = build_tasks([ObjectiveSpec("translation", ["en-fr"], max_examples=7)], vocab, s)[0]
+    assert len(sub.examples) == 7 and len(sub.lengths) == 7
+    full_keys = [tuple(x.tolist()) for x, _ in full.examples]
+    sub_keys = [tuple(x.tolist()) for x, _ in sub.examples]
+    assert sub_keys == [tuple(x.tolist()) for x, _ in again.examples]  # deterministic
+    assert set(sub_keys) <= set(full_keys) and sub_keys != full_keys[:7]  # a random subset, not the head
+    valid = build_tasks([ObjectiveSpec("translation", ["en-fr"], max_examples=2)], vocab, s, split="valid")[0]
+    assert len(valid.examples) > 2  # validation data is never subsampled

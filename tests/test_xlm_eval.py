@@ -46,6 +46,7 @@ def test_probe_gap_with_an_oracle():
     assert r["acc_alone"] == 0.0  # alone, the oracle sees only <mask>
     assert r["acc_with_translation"] == 1.0
     assert r["gap"] == 1.0
+    assert r["only_with"] == r["n"] and r["only_alone"] == 0 and r["p_value"] < 1e-10
     lengths = sum(len(x) for x, _ in pairs)
     assert 0.1 < r["n"] / lengths < 0.22  # ~15% of the tokens of A were masked
 
@@ -55,6 +56,17 @@ def test_probe_without_useful_translation_has_no_gap():
     pairs = [(rng.integers(5, V, size=10), rng.integers(5, V, size=10)) for _ in range(40)]
     r = translation_probe(CopyFromTranslation(), pairs, 0, 1, seed=0)
     assert r["acc_with_translation"] < 0.15  # copying an unrelated sentence is right by chance only
+    assert r["p_value"] > 0.01  # no evidence of a gap
+
+
+def test_mcnemar_hand_values():
+    from xling.evaluation.xlm import mcnemar
+
+    assert mcnemar(0, 0) == 1.0
+    assert mcnemar(10, 10) == 1.0
+    # z = (|30 - 10| - 1) / sqrt(40) = 3.004 -> two-sided p = 0.00266
+    assert abs(mcnemar(30, 10) - 0.002663) < 2e-5
+    assert mcnemar(30, 10) == mcnemar(10, 30)
 
 
 def test_mlm_scores_identity_model_recovers_kept_tokens():

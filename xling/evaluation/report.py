@@ -79,11 +79,13 @@ def format_table(result: dict) -> str:
     lines = ["| language | MLM perplexity | MLM accuracy | masked tokens |", "|---|---:|---:|---:|"]
     for lang, s in result["mlm"].items():
         lines.append(f"| {lang} | {s['ppl']:.2f} | {s['acc']:.3f} | {s['n']} |")
-    lines += ["", "| masked language | translation | acc alone | acc with translation | gap | tokens |", "|---|---|---:|---:|---:|---:|"]
+    lines += ["", "| masked language | translation | acc alone | acc with translation | gap | tokens | "
+              "only with / only alone | McNemar p |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for key, s in result["translation_probe"].items():
         a, b = key.split("|")
         lines.append(
-            f"| {a} | {b} | {s['acc_alone']:.3f} | {s['acc_with_translation']:.3f} | {s['gap']:+.3f} | {s['n']} |"
+            f"| {a} | {b} | {s['acc_alone']:.3f} | {s['acc_with_translation']:.3f} | {s['gap']:+.3f} | {s['n']} | "
+            f"{s.get('only_with', '?')} / {s.get('only_alone', '?')} | {s.get('p_value', float('nan')):.2g} |"
         )
     lines += ["", f"`{result['signature']}`"]
     return "\n".join(lines)

@@ -24,13 +24,28 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _score(model, batch) -> tuple[float, int, int]:
-    """(summed CE, correct, count) over target positions of one batch."""
+def _predict(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
     dev = _device(model)
     batch = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
-    logits, targets = predict_masked(model, batch)
+    return predict_masked(model, batch)
+
+
+def _score(model, batch) -> tuple[float, int, int]:
+    """(summed CE, correct, count) over target positions of one batch."""
+    logits, targets = _predict(model, batch)
     ce = F.cross_entropy(logits.float(), targets, reduction="sum").item()
     return ce, int((logits.argmax(-1) == targets).sum()), int(targets.numel())
+
+
+def mcnemar(only_a: int, only_b: int) -> float:
+    """Two-sided p-value of McNemar's test (normal approximation with continuity
+    correction) that two paired classifiers are equally accurate, from the counts of
+    items only A got right and only B got right."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    z = max(abs(only_a - only_b) - 1, 0) / math.sqrt(n)
+    return math.erfc(z / math.sqrt(2))
 
 
 @torch.no_grad()
@@ -77,11 +92,15 @@ def translation_probe(
     n_special: int = 5,
 ) -> dict[str, float]:
     """Accuracy of recovering masked tokens of sentence A (every chosen token
-    replaced by <mask>) from A alone versus from A followed by its translation B."""
+    replaced by <mask>) from A alone versus from A followed by its translation B.
+
+    The same tokens are masked in both conditions, so the comparison is paired:
+    ``only_with`` / ``only_alone`` count tokens recovered in one condition only, and
+    ``p_value`` is McNemar's test that the gap is zero."""
     was_training = model.training
     model.eval()
     rng = np.random.default_rng(seed)
-    tot = {"alone": [0, 0], "with_translation": [0, 0]}
+    hits: dict[str, list[torch.Tensor]] = {"alone": [], "with_translation": []}
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i : i + batch_size]
         a_rows = [np.concatenate([[bos_id], a, [eos_id]]).astype(np.int64) for a, _ in chunk]
@@ -108,10 +127,14 @@ def translation_probe(
             "targets": torch.from_numpy(pad_batch(tgts, pad_id=IGNORE)),
         }
         for key, batch in (("alone", alone), ("with_translation", both)):
-            _, k, m = _score(model, batch)
-            tot[key][0] += k
-            tot[key][1] += m
+            logits, targets = _predict(model, batch)  # same masked tokens, same order in both
+            hits[key].append((logits.argmax(-1) == targets).cpu())
     model.train(was_training)
-    acc_alone = tot["alone"][0] / max(tot["alone"][1], 1)
-    acc_with = tot["with_translation"][0] / max(tot["with_translation"][1], 1)
-    return {"acc_alone": acc_alone, "acc_with_translation": acc_with, "gap": acc_with - acc_alone, "n": tot["alone"][1]}
+    alone_ok = torch.cat(hits["alone"]) if hits["alone"] else torch.zeros(0, dtype=torch.bool)
+    with_ok = torch.cat(hits["with_translation"]) if hits["with_translation"] else torch.zeros(0, dtype=torch.bool)
+    n = int(alone_ok.numel())
+    acc_alone = float(alone_ok.sum()) / max(n, 1)
+    acc_with = float(with_ok.sum()) / max(n, 1)
+    only_with, only_alone = int((with_ok & ~alone_ok).sum()), int((alone_ok & ~with_ok).sum())
+    return {"acc_alone": acc_alone, "acc_with_translation": acc_with, "gap": acc_with - acc_alone, "n": n,
+            "only_with": only_with, "only_alone": only_alone, "p_value": mcnemar(only_with, only_alone)}

@@ -53,6 +53,7 @@ class ObjectiveSpec:
     langs: list[str] = field(default_factory=list)  # languages, or pairs: "de-en" (tlm), "en-de" = en->de (translation)
     weight: float = 1.0  # weight of this objective in the mixture (XLM's lambda)
     corpus: str = ""  # this objective's corpus directory (default: data.corpus)
+    max_examples: int = 0  # train on a random subset of this many examples per language/pair (0 = all)
 
 
 @dataclass
@@ -91,6 +92,8 @@ def check_objectives(objectives: list[ObjectiveSpec], model_type: str) -> None:
             raise XlingError(f"{where}: needs model_type: seq2seq (got {model_type})")
         if not o.langs:
             raise XlingError(f"{where}: langs is empty")
+        if o.max_examples < 0:
+            raise XlingError(f"{where}: max_examples must be >= 0, got {o.max_examples}")
         for lang in o.langs:
             if (o.type in PAIR_TYPES) != ("-" in lang):
                 want = "a pair like de-en" if o.type in PAIR_TYPES else "a language, not a pair"
@@ -218,6 +221,9 @@ def build_tasks(objectives: list[ObjectiveSpec], vocab: Vocab, s: BuildSettings,
         obj = objs.setdefault(spec.type, make_objective(spec.type, vocab, s))
         for lang in spec.langs:
             ex, lengths, ids = task_data(spec.type, lang, vocab, corpus, split, s, cache)
+            if split == "train" and 0 < spec.max_examples < len(ex):  # e.g. a low-resource setting
+                keep = np.sort(np.random.default_rng([0, len(ex)]).permutation(len(ex))[: spec.max_examples])
+                ex, lengths = [ex[i] for i in keep], lengths[keep]
             if limit is not None:
                 ex, lengths = ex[:limit], lengths[:limit]
             if not ex:

@@ -106,26 +106,35 @@ def _numeric(record: dict[str, Any], key: str) -> bool:
 
 
 def plot_curves(metrics_jsonl: str | Path, png_path: str | Path) -> None:
-    """Plot training losses (total and ``loss/*``) and validation metrics vs step."""
+    """Plot training losses (total and ``loss/*``) and validation metrics vs step, one
+    validation panel per metric family (the prefix before ``/``: ppl, acc, ce...), so
+    that metrics of different scales do not flatten each other."""
     from matplotlib.figure import Figure  # no pyplot: leaves the global backend alone
 
     records = read_metrics(metrics_jsonl)
     train = [r for r in records if "split" not in r]
     valid = [r for r in records if r.get("split") == "valid"]
-    fig = Figure(figsize=(12, 4.5))
-    axes = fig.subplots(1, 2)
+    valid_keys = sorted({k for r in valid for k in r if k not in ("step", "split", "elapsed_s")})
+    families: dict[str, list[str]] = {}
+    for key in valid_keys:
+        families.setdefault(key.split("/", 1)[0], []).append(key)
+    fig = Figure(figsize=(6 * (1 + max(len(families), 1)), 4.5))
+    axes = list(fig.subplots(1, 1 + max(len(families), 1)))
     loss_keys = ["loss"] + sorted({k for r in train for k in r if k.startswith("loss/")})
     for key in loss_keys:
         points = [(r["step"], r[key]) for r in train if _numeric(r, key)]
         if points:
             axes[0].plot(*zip(*points), label=key, linewidth=1.5 if key == "loss" else 1.0)
     axes[0].set_title("training loss")
-    valid_keys = sorted({k for r in valid for k in r if k not in ("step", "split", "elapsed_s")})
-    for key in valid_keys:
-        points = [(r["step"], r[key]) for r in valid if _numeric(r, key)]
-        if points:
-            axes[1].plot(*zip(*points), marker="o", markersize=3, label=key)
     axes[1].set_title("validation")
+    for ax, (family, keys) in zip(axes[1:], families.items()):
+        for key in keys:
+            points = [(r["step"], r[key]) for r in valid if _numeric(r, key)]
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=3, label=key)
+        ax.set_title(f"validation {family}")
+        if family == "ppl":
+            ax.set_yscale("log")
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
