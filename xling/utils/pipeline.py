@@ -6,7 +6,13 @@ steps are reused, so an interrupted pipeline resumes where it stopped.
 
 from __future__ import annotations
 
+import datetime
+import importlib.metadata
 import json
+import math
+import os
+import platform
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +44,50 @@ def head(src: Path, dst: Path, n: int) -> Path:
     lines = src.read_text(encoding="utf-8").splitlines()[:n]
     dst.write_text("".join(x + "\n" for x in lines), encoding="utf-8")
     return dst
+
+
+def trained_minutes(run: Path) -> float:
+    """Training minutes recorded by ``run``'s latest checkpoint (0 without one)."""
+    latest = run / "checkpoints" / "latest"
+    if not latest.is_file():
+        return 0.0
+    state = run / "checkpoints" / latest.read_text(encoding="utf-8").strip() / "trainer_state.json"
+    try:
+        return float(json.loads(state.read_text(encoding="utf-8"))["elapsed_s"]) / 60
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0  # an unreadable checkpoint: `xling train --resume` says what is wrong
+
+
+def train_for(config: str | Path, run: Path, minutes: float, *sets: str) -> dict:
+    """:func:`train_once` with a budget of ``minutes`` of training in all: a resumed run
+    gets what its latest checkpoint left of it (``trainer.max_minutes`` counts one call),
+    so an interrupted benchmark stage does not train longer than its siblings."""
+    left = max(minutes - trained_minutes(run), 0.01)  # > 0: the trainer still takes a step and saves
+    return train_once(config, run, f"trainer.max_minutes={left:.4f}", "trainer.progress=false", *sets)
+
+
+def n_parameters(model_dir: Path) -> int:
+    """Parameters stored in ``model_dir/model.safetensors`` (tied tensors once), read from
+    the file's header without loading torch."""
+    with open(Path(model_dir) / "model.safetensors", "rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+
+
+def run_meta(**extra) -> dict:
+    """Date, machine (CPU model, cores, OS, Python, torch) and command of a benchmark run."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
+                 if x.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    try:
+        torch_v = f", torch {importlib.metadata.version('torch')}"
+    except importlib.metadata.PackageNotFoundError:
+        torch_v = ""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    machine = f"{cpu}, {cores} cores, {platform.system()}, python {platform.python_version()}{torch_v}"
+    return {"date": datetime.date.today().isoformat(), "machine": machine,
+            "command": " ".join(["python", *sys.argv]), **extra}
