@@ -29,15 +29,16 @@ import sys
 import time
 from pathlib import Path
 
-from xling.utils.pipeline import head, train_once, xling
+from xling.utils.pipeline import head, train_for, xling
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = ROOT / "configs" / "bench"
 
 
 def train(config: Path, run: Path, minutes: float, *sets: str) -> dict:
-    """Train for ``minutes`` unless ``run`` holds a final model; its summary.json."""
-    return train_once(config, run, f"trainer.max_minutes={minutes}", "trainer.progress=false", *sets)
+    """Train for ``minutes`` in all (a resumed stage gets what is left) unless ``run``
+    holds a final model; its summary.json."""
+    return train_for(config, run, minutes, *sets)
 
 
 def evaluate(model: Path, src: str, tgt: str, corpus: Path, out: Path, n: int, beam: int) -> dict:
