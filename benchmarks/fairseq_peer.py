@@ -221,25 +221,33 @@ def check_reusable(run: Path, expected_sets: list[str]) -> None:
         sys.exit(f"--xling-run {run}: not the same setup: " + "; ".join(diffs))
 
 
-def fairseq_train_cmd(fs_bin: Path, bin_dir: Path, ckpt: Path, minutes: float, max_tokens: int) -> list[str]:
-    """fairseq `transformer` with configs/bench/mt_model.yaml's size and xling's choices
-    (pre-norm, GELU, learned positions, AdamW-style decay 0.01, clip 1.0, no validation)."""
-    m = {"layers": 4, "embed": 256, "ffn": 1024, "heads": 4}
+def fairseq_train_cmd(fs_bin: Path, bin_dir: Path, ckpt: Path, cfg, vocab, minutes: float,
+                      max_tokens: int) -> list[str]:
+    """fairseq's ``transformer`` with the xling config's sizes and choices (pre-norm or not,
+    activation, learned positions, shared embeddings, dropout, label smoothing, Adam betas /
+    eps / decoupled weight decay, clipping, inverse-sqrt schedule; no validation, as xling's
+    ``valid_every: 0``). xling's language embeddings (n_langs x d_model) have no counterpart."""
+    from xling.tasks.pretrain import model_config
+
+    m, tr = model_config(cfg, vocab), cfg.trainer
+    if not m.tie_embeddings:
+        sys.exit(f"{MT_CONFIG}: the fairseq peer shares all embeddings; set model.tie_embeddings: true")
+    norm = ["--encoder-normalize-before", "--decoder-normalize-before"] if m.pre_norm else []
     return [str(fs_bin / "fairseq-train"), str(bin_dir), "--arch", "transformer", "--share-all-embeddings",
-            "--encoder-layers", str(m["layers"]), "--decoder-layers", str(m["layers"]),
-            "--encoder-embed-dim", str(m["embed"]), "--decoder-embed-dim", str(m["embed"]),
-            "--encoder-ffn-embed-dim", str(m["ffn"]), "--decoder-ffn-embed-dim", str(m["ffn"]),
-            "--encoder-attention-heads", str(m["heads"]), "--decoder-attention-heads", str(m["heads"]),
-            "--encoder-normalize-before", "--decoder-normalize-before", "--activation-fn", "gelu",
-            "--encoder-learned-pos", "--decoder-learned-pos",
-            "--max-source-positions", "256", "--max-target-positions", "256",
-            "--dropout", "0.1", "--attention-dropout", "0.0", "--activation-dropout", "0.0",
-            "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
-            "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-6", "--weight-decay", "0.01",
-            "--clip-norm", "1.0", "--lr", "7e-4", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "200",
-            "--warmup-init-lr", "0", "--max-tokens", str(max_tokens), "--required-batch-size-multiple", "1",
+            "--encoder-layers", str(m.n_layers), "--decoder-layers", str(m.n_dec_layers),
+            "--encoder-embed-dim", str(m.d_model), "--decoder-embed-dim", str(m.d_model),
+            "--encoder-ffn-embed-dim", str(m.d_ff), "--decoder-ffn-embed-dim", str(m.d_ff),
+            "--encoder-attention-heads", str(m.n_heads), "--decoder-attention-heads", str(m.n_heads),
+            *norm, "--activation-fn", m.activation, "--encoder-learned-pos", "--decoder-learned-pos",
+            "--max-source-positions", str(m.max_positions), "--max-target-positions", str(m.max_positions),
+            "--dropout", str(m.dropout), "--attention-dropout", str(m.attn_dropout), "--activation-dropout", "0.0",
+            "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", str(cfg.seq2seq.label_smoothing),
+            "--optimizer", "adam", "--adam-betas", str(tuple(tr.betas)), "--adam-eps", str(tr.eps),
+            "--weight-decay", str(tr.weight_decay), "--clip-norm", str(tr.clip_norm), "--lr", str(tr.lr),
+            "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(tr.warmup_steps), "--warmup-init-lr", "0",
+            "--max-tokens", str(max_tokens), "--required-batch-size-multiple", "1",
             "--stop-time-hours", f"{minutes / 60:.6f}", "--disable-validation", "--no-epoch-checkpoints",
-            "--save-dir", str(ckpt), "--seed", "0", "--cpu", "--num-workers", "0",
+            "--save-dir", str(ckpt), "--seed", str(tr.seed), "--cpu", "--num-workers", "0",
             "--log-format", "json", "--log-interval", "20"]
 
 
@@ -389,13 +397,16 @@ def main() -> int:
     from xling.config import load_config
     from xling.tasks.pretrain import PretrainConfig
 
-    xling_max_tokens = load_config(PretrainConfig, MT_CONFIG, sets).data.max_tokens
+    cfg = load_config(PretrainConfig, MT_CONFIG, sets)
+    if cfg.trainer.schedule != "inverse_sqrt" or cfg.trainer.grad_accum != 1:
+        sys.exit(f"{MT_CONFIG}: the fairseq peer expects schedule inverse_sqrt and grad_accum 1")
+    xling_max_tokens = cfg.data.max_tokens
     batching = matched_max_tokens(bin_dir.parent, src, tgt, xling_max_tokens)
     max_tokens = args.fairseq_max_tokens or batching["max_tokens"]
 
     # training: the same minutes
     ckpt = out / f"fairseq.{src}-{tgt}"
-    fs_cmd = fairseq_train_cmd(fs_bin, bin_dir, ckpt, args.minutes, max_tokens)
+    fs_cmd = fairseq_train_cmd(fs_bin, bin_dir, ckpt, cfg, vocab, args.minutes, max_tokens)
     xrun = (ROOT / args.xling_run).resolve() if args.xling_run else out / f"xling.{src}-{tgt}"
     if args.xling_run:
         check_reusable(xrun, sets)
