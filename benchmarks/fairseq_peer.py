@@ -42,7 +42,6 @@ a markdown table for benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import re
@@ -112,10 +111,10 @@ def last(pattern: str, text: str, cast=float, default=None):
 
 # ---------------------------------------------------------------- data (one vocabulary)
 
-def xling_config(corpus: Path, vocab: Path, src: str, tgt: str, minutes: float) -> list[str]:
-    """The --set overrides of the xling run (as benchmarks/mt_pretraining.py's scratch system)."""
-    return [f"data.corpus={corpus}", f"data.vocab={vocab}", f"objectives=[{{type: translation, langs: [{src}-{tgt}]}}]",
-            f"trainer.max_minutes={minutes}", "trainer.progress=false"]
+def xling_config(corpus: Path, vocab: Path, src: str, tgt: str) -> list[str]:
+    """The --set overrides of the xling run (as benchmarks/mt_pretraining.py's scratch system;
+    ``pipeline.train_for`` adds the minutes)."""
+    return [f"data.corpus={corpus}", f"data.vocab={vocab}", f"objectives=[{{type: translation, langs: [{src}-{tgt}]}}]"]
 
 
 def write_ids(path: Path, rows) -> None:
@@ -193,10 +192,12 @@ def matched_max_tokens(data: Path, src: str, tgt: str, xling_max_tokens: int) ->
             "fairseq_batches_per_epoch": fairseq_batches(n_tok, order, lo), "pairs": len(s)}
 
 
-def check_reusable(run: Path, expected_sets: list[str]) -> None:
-    """Exit unless ``run`` is a finished xling run with the config this benchmark would use."""
+def check_reusable(run: Path, expected_sets: list[str], minutes: float) -> None:
+    """Exit unless ``run`` is a finished xling run with the config this benchmark would use,
+    trained for ``minutes`` (within 5% or 6 seconds, all resumed calls together)."""
     from xling.config import load_config, to_dict
     from xling.tasks.pretrain import PretrainConfig
+    from xling.utils.pipeline import trained_minutes
 
     if not (run / "model" / "config.json").is_file() or not (run / "config.yaml").is_file():
         sys.exit(f"--xling-run {run}: no finished run (model/config.json, config.yaml)")
@@ -214,9 +215,12 @@ def check_reusable(run: Path, expected_sets: list[str]) -> None:
         if a != b:
             diffs.append(f"data.{key}: {a} != {b}")
     for key in ("lr", "betas", "eps", "weight_decay", "warmup_steps", "schedule", "clip_norm", "grad_accum",
-                "dtype", "max_minutes"):
+                "dtype", "max_steps", "seed"):
         if want["trainer"][key] != have["trainer"][key]:
             diffs.append(f"trainer.{key}: {have['trainer'][key]} != {want['trainer'][key]}")
+    trained = trained_minutes(run)
+    if abs(trained - minutes) > max(0.05 * minutes, 0.1):  # the last step ends past the budget
+        diffs.append(f"trained {trained:.2f} minutes, not {minutes}")
     if diffs:
         sys.exit(f"--xling-run {run}: not the same setup: " + "; ".join(diffs))
 
@@ -360,10 +364,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_throughput import machine
     from xling.utils.io import write_lines_atomic
-    from xling.utils.pipeline import head, train_once, xling
+    from xling.utils.pipeline import head, run_meta, train_for, xling
     from xling.tokenization.vocab import Vocab
 
     src, tgt = args.pair.split("-")
@@ -381,7 +383,7 @@ def main() -> int:
         xling("vocab", "--corpus", str(corpus), "--langs", f"{src},{tgt}", "--size", "8000", "--out", str(vocab_dir))
     vocab = Vocab.load(vocab_dir)
     fs_env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
-    sets = xling_config(corpus, vocab_dir, src, tgt, args.minutes)
+    sets = xling_config(corpus, vocab_dir, src, tgt)
 
     # the same test sentences for both
     test = out / f"test.{src}-{tgt}"
@@ -409,14 +411,16 @@ def main() -> int:
     fs_cmd = fairseq_train_cmd(fs_bin, bin_dir, ckpt, cfg, vocab, args.minutes, max_tokens)
     xrun = (ROOT / args.xling_run).resolve() if args.xling_run else out / f"xling.{src}-{tgt}"
     if args.xling_run:
-        check_reusable(xrun, sets)
+        check_reusable(xrun, sets, args.minutes)
     if args.skip_train:
         for f in (ckpt / "checkpoint_last.pt", xrun / "model" / "config.json"):
             if not f.is_file():
                 sys.exit(f"--skip-train: {f} missing")
     read = lambda f: json.loads(f.read_text()) if f.is_file() else {}  # noqa: E731
     fs_train = read(ckpt / "summary.json") if args.skip_train else train_fairseq(fs_cmd, ckpt, fs_env)
-    x_train = read(xrun / "summary.json") if args.skip_train else train_once(MT_CONFIG, xrun, *sets)
+    # pipeline.train_for: a resumed run trains only what its budget has left (fairseq's
+    # --stop-time-hours counts the time saved in checkpoint_last.pt the same way)
+    x_train = read(xrun / "summary.json") if args.skip_train else train_for(MT_CONFIG, xrun, args.minutes, *sets)
 
     # decoding: alternate the systems, keep every timing
     runs = {"fairseq": [], "xling": []}
@@ -446,12 +450,15 @@ def main() -> int:
                {"train_run": str(xrun), "in_process_s": best["in_process_s"], "load_s": best["load_s"],
                 "same_as_cli": all(r["same_as_cli"] for r in rs)}),
         }
-    speedup = results["fairseq"]["gen_s"] / results["xling"]["gen_s"]
-    meta = {"date": datetime.date.today().isoformat(), "machine": machine(), "command": " ".join(sys.argv),
-            "threads": args.threads, "pair": args.pair, "n_test": args.n_test, "beam": args.beam,
-            "batch_size": args.batch_size, "minutes": args.minutes, "fairseq_max_tokens": max_tokens,
-            "xling_max_tokens": xling_max_tokens, "batching": batching,
-            "vocab": str(vocab_dir), "speedup_generation": speedup}
+    speedup = results["fairseq"]["gen_s"] / results["xling"]["gen_s"]  # sentences/s ratio
+    tok_speedup = results["xling"]["tok_per_s"] / results["fairseq"]["tok_per_s"]  # per output token
+    fs_env_versions = subprocess.run([str(fs_bin / "python"), "-c", "import torch, fairseq; print(f'torch "
+                                      "{torch.__version__}, fairseq {fairseq.__version__}')"],
+                                     capture_output=True, text=True).stdout.strip()
+    meta = run_meta(threads=args.threads, fairseq_env=fs_env_versions, pair=args.pair, n_test=args.n_test,
+                    beam=args.beam, batch_size=args.batch_size, minutes=args.minutes, fairseq_max_tokens=max_tokens,
+                    xling_max_tokens=xling_max_tokens, batching=batching,
+                    vocab=str(vocab_dir), speedup_generation=speedup, speedup_per_token=tok_speedup)
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print(f"\n{args.pair}, {args.n_test} test verses, beam {args.beam}, batches of {args.batch_size}, "
           f"{args.threads} threads; {meta['machine']}")
@@ -462,7 +469,8 @@ def main() -> int:
         print(f"| {name} | {r['train_min']:.1f} ({r['updates']}) | {(r['params'] or 0) / 1e6:.2f}M | {r['bleu']:.2f} | "
               f"{r['chrf']:.2f} | {r['gen_s']:.1f} | {r['sent_per_s']:.1f} | {r['tok_per_s']:.0f} | {r['e2e_s']:.1f} "
               f"({r['e2e_cpu_s']:.1f}) |")
-    print(f"\nxling / fairseq generation speed: {speedup:.2f}x")
+    print(f"\nxling / fairseq generation speed: {speedup:.2f}x in sentences/s, {tok_speedup:.2f}x in output tokens/s "
+          "(the two differ when the outputs' lengths do)")
     return 0
 
 
