@@ -11,6 +11,7 @@ What each objective reads: :mod:`xling.tasks.build`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -144,14 +145,11 @@ def init_model(cfg: PretrainConfig, vocab: Vocab):
         raise XlingError(f"init {cfg.init}: its vocabulary ({src.config.vocab_size} pieces, {src.config.n_langs} "
                          f"languages) differs from data.vocab ({len(vocab)}, {len(vocab.languages)})")
     model = cls.from_encoder(src, cfg.model.get("n_dec_layers")) if src_cls is not cls else src
-    for name in ("dropout", "attn_dropout"):
-        if name in cfg.model:
-            setattr(model.config, name, float(cfg.model[name]))
-            for mod in model.modules():
-                if name == "dropout" and mod.__class__.__name__ == "Dropout":
-                    mod.p = float(cfg.model[name])
-                if name == "attn_dropout" and hasattr(mod, "dropout") and isinstance(mod.dropout, float):
-                    mod.dropout = float(cfg.model[name])
+    over = {k: float(cfg.model[k]) for k in ("dropout", "attn_dropout") if k in cfg.model}
+    if over:  # same weights, new dropout: rebuild from the changed config
+        rebuilt = type(model)(dataclasses.replace(model.config, **over))
+        rebuilt.load_state_dict(model.state_dict())
+        model = rebuilt
     return model
 
 
