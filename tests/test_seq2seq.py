@@ -108,6 +108,39 @@ def test_kv_cache_matches_full_causal_forward(pre_norm):
 
 
 @norms
+def test_kv_cache_reorder_shares_memory_per_source(pre_norm):
+    """Beam-search reorders: the beams of a source share one copy of its cross-attention
+    memory (``group``), copied only when a source is dropped; an irregular reorder gives
+    every row its own copy. At every step, the cached logits equal a full forward of each
+    row's history against its source, with a large init so that a wrong row would show."""
+    m = tiny(pre_norm, init_std=0.5)
+    src = rand_tokens(3, 7, seed=5)
+    src[1, 4:] = 0  # a padded source: its memory mask must follow its rows
+    dl = 2
+    mem, mem_pad = m.encode(src), src != 0
+    cache = m.new_cache()
+    rows = torch.arange(3)  # source of each live row
+    hist = torch.full((3, 1), BOS)
+    m.decode(hist, mem, mem_pad, langs=torch.full_like(hist, dl), cache=cache)
+    g = torch.Generator().manual_seed(3)
+    # (index into the live rows, expected group, expected memory rows kept)
+    plan = [(torch.tensor([0, 0, 1, 1, 2, 2]), 2, 3),  # expand to 2 beams: no copy
+            (torch.tensor([1, 0, 3, 3, 4, 5]), 2, 3),  # beams swap within sources: no copy
+            (torch.tensor([0, 1, 4, 5]), 2, 2),  # source 1 ends: memory shrinks to 2 rows
+            (torch.tensor([0, 2, 3]), 1, 3),  # irregular: one row per copy
+            (torch.tensor([2, 0]), 1, 2)]
+    for index, group, n_mem in plan:
+        cache.reorder(index)
+        rows, hist, mem_pad = rows[index], hist[index], mem_pad[index]
+        assert cache.cross_attn[0].group == group and cache.cross_attn[1].k.shape[0] == n_mem
+        tok = torch.randint(5, 100, (len(index), 1), generator=g)
+        h = m.decode(tok, None, mem_pad, langs=torch.full_like(tok, dl), cache=cache)  # (B, 1, D)
+        hist = torch.cat([hist, tok], 1)
+        full = m.decode(hist, m.encode(src[rows]), src[rows] != 0, langs=torch.full_like(hist, dl))
+        assert torch.allclose(m.lm_logits(h[:, 0]), m.lm_logits(full[:, -1]), atol=1e-4)
+
+
+@norms
 def test_source_padding_invariance(pre_norm):
     m = tiny(pre_norm)
     a, b = rand_tokens(1, 4, seed=2), rand_tokens(1, 7, seed=3)

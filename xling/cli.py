@@ -16,7 +16,7 @@ import sys
 from xling import __version__
 from xling.errors import XlingError
 
-COMMANDS = ["corpus", "vocab", "train", "evaluate", "generate"]  # modules; "generate" adds translate + generate
+COMMANDS = ["corpus", "vocab", "train", "evaluate", "generate", "embed", "mine", "classify"]  # modules; "generate" adds translate + generate; missing ones are skipped
 
 
 def build_parser() -> argparse.ArgumentParser:

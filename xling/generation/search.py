@@ -70,7 +70,9 @@ def _constrain(
         lp[:, eos] = NEG_INF
     if cfg.no_repeat_ngram:
         _ban_repeats(lp, hist, cfg.no_repeat_ngram)
-    forced = (max_lens <= t) | ~torch.isfinite(lp).any(-1)  # (R,)
+    forced = max_lens <= t  # (R,)
+    if lp.shape[1] <= len(ids) + 1 + (t if cfg.no_repeat_ngram else 0):  # the bans may cover a whole row
+        forced |= ~torch.isfinite(lp).any(-1)
     if bool(forced.any()):
         lp[forced] = NEG_INF
         lp[forced, eos] = eos_lp[forced]

@@ -14,11 +14,16 @@ from torch import nn
 
 
 class LayerKV:
-    """Keys and values of one attention module, kept between decoding steps."""
+    """Keys and values of one attention module, kept between decoding steps.
+
+    ``group`` g (cross-attention only): the keys/values hold B / g rows and query row r
+    reads row r // g, so the g beams of a source share one copy of its encoder memory.
+    """
 
     def __init__(self) -> None:
-        self.k: torch.Tensor | None = None  # (B, H, L, hd)
-        self.v: torch.Tensor | None = None  # (B, H, L, hd)
+        self.k: torch.Tensor | None = None  # (B / group, H, L, hd)
+        self.v: torch.Tensor | None = None  # (B / group, H, L, hd)
+        self.group = 1
 
     def __len__(self) -> int:
         return 0 if self.k is None else self.k.shape[2]
@@ -70,10 +75,31 @@ class KVCache:
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep batch rows ``index`` (B',) in that order (beam search)."""
-        for kv in self.self_attn + self.cross_attn:
+        for kv in self.self_attn:
             kv.reorder(index)
         if self.key_pad is not None:
             self.key_pad = self.key_pad.index_select(0, index)
+        if len(self.cross_attn) and self.cross_attn[0].k is not None:
+            self._reorder_cross(index // self.cross_attn[0].group)
+
+    def _reorder_cross(self, rows: torch.Tensor) -> None:
+        """Point the batch rows at memory rows ``rows`` (B',) without copying a source's
+        memory per beam: when ``rows`` is g copies of each of n' memory rows in turn
+        (beam search: the beams of a source are adjacent), the cross-attention caches keep
+        those n' rows (copied only when a source was dropped) with ``group = g``;
+        otherwise every row gets its own copy (``group = 1``)."""
+        B = rows.numel()
+        starts = (rows[1:] != rows[:-1]).nonzero()
+        g = int(starts[0]) + 1 if starts.numel() else B
+        mem = rows[::g]  # (B' / g,) memory row of each group
+        if B % g or not torch.equal(rows, mem.repeat_interleave(g)):
+            g, mem = 1, rows
+        n_mem = self.cross_attn[0].k.shape[0]
+        copy = mem.numel() != n_mem or not torch.equal(mem, torch.arange(n_mem, device=mem.device))
+        for kv in self.cross_attn:
+            if copy:
+                kv.reorder(mem)
+            kv.group = g
 
     def truncate(self, length: int) -> None:
         """Keep the first ``length`` self-attention positions, dropping later ones.
@@ -127,14 +153,17 @@ class MultiHeadAttention(nn.Module):
         Returns (B, Tq, D).
         """
         B, T, D = x.shape
+        g = 1
         if self.cross:
             (q,) = self._heads(self.q_proj(x), 1)
             if cache is not None and len(cache):
-                k, v = cache.k, cache.v
+                k, v, g = cache.k, cache.v, cache.group  # (B / g, H, Tk, hd)
             else:
                 k, v = self._heads(self.kv_proj(kv), 2)  # (B, H, Tk, hd)
                 if cache is not None:
                     cache.append(k, v)
+            if g > 1:  # the g rows of a group query their shared memory together
+                q, attn_mask = self._group_queries(q, attn_mask, g)  # (B / g, H, g * T, hd)
         else:
             q, k, v = self._heads(self.qkv_proj(x), 3)  # (B, H, T, hd) each
             if cache is not None:
@@ -146,9 +175,24 @@ class MultiHeadAttention(nn.Module):
             attn_mask=attn_mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal and attn_mask is None,
-        )  # (B, H, Tq, hd)
-        y = y.transpose(1, 2).reshape(B, T, D)
+        )  # (B, H, Tq, hd), or (B / g, H, g * Tq, hd)
+        if g > 1:
+            y = y.view(B // g, self.n_heads, g, T, self.head_dim).transpose(1, 2)  # (B / g, g, H, T, hd)
+        y = y.reshape(B, self.n_heads, T, self.head_dim).transpose(1, 2).reshape(B, T, D)
         return self.out_proj(y)
+
+    def _group_queries(self, q: torch.Tensor, attn_mask: torch.Tensor | None, g: int
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """q (B, H, T, hd) -> (B / g, H, g * T, hd), query j * T + t of group i being row
+        i * g + j's query t; a per-row mask (B, 1|H, T, Tk) becomes its group's first
+        row's (the rows of a group share their memory and its padding)."""
+        B, H, T, hd = q.shape
+        q = q.reshape(B // g, g, H, T, hd).transpose(1, 2).reshape(B // g, H, g * T, hd)
+        if attn_mask is not None and attn_mask.dim() == 4 and attn_mask.shape[0] == B:
+            attn_mask = attn_mask[::g]  # (B / g, 1|H, T, Tk)
+            if T > 1:
+                attn_mask = attn_mask.repeat(1, 1, g, 1)  # (B / g, 1|H, g * T, Tk)
+        return q, attn_mask
 
 
 class FeedForward(nn.Module):
