@@ -79,6 +79,8 @@ def parse_args() -> argparse.Namespace:
                     help="fairseq --max-tokens (default: the budget giving as many batches per epoch as "
                     "xling's data.max_tokens, which counts source + target tokens of a pair; fairseq the longer side)")
     ap.add_argument("--fairseq-venv", default=str(FAIRSEQ_VENV.relative_to(ROOT)))
+    ap.add_argument("--quantize", default="int8", help="also decode xling with these --quantize modes "
+                    "(comma-separated; '' for none)")
     ap.add_argument("--skip-train", action="store_true", help="decode existing models only")
     return ap.parse_args()
 
@@ -302,21 +304,26 @@ def generate_fairseq(fs_bin: Path, bin_dir: Path, ckpt: Path, src: str, tgt: str
             "out_tokens": n_tok, "command": " ".join(cmd)}
 
 
-def generate_xling(model_dir: Path, src: str, tgt: str, args, test_src: Path, out: Path) -> dict:
+def system_name(quantize: str | None) -> str:
+    return f"xling-{quantize}" if quantize else "xling"
+
+
+def generate_xling(model_dir: Path, src: str, tgt: str, args, test_src: Path, out: Path,
+                   quantize: str | None = None) -> dict:
     """`xling translate` (end to end, subprocess), then the same decoding in this process with
-    the encoder + search time measured (see the module doc)."""
+    the encoder + search time measured (see the module doc); ``quantize``: its --quantize."""
     from xling.cli import build_parser
     from xling.commands.generate import generation_config
     from xling.generation import api
     from xling.utils.io import read_lines
 
-    hyp = out / f"xling_hyp.{tgt}"
+    hyp = out / f"{system_name(quantize)}_hyp.{tgt}"
     argv = ["translate", "--model", str(model_dir), "--src-lang", src, "--tgt-lang", tgt, "--input", str(test_src),
-            "--beam", str(args.beam), "--batch-size", str(args.batch_size)]
+            "--beam", str(args.beam), "--batch-size", str(args.batch_size)] + (["--quantize", quantize] if quantize else [])
     wall, cpu, _ = sh([sys.executable, "-m", "xling.cli", *argv, "--output", str(hyp), "--quiet"])
     cli = build_parser().parse_args(argv)
     t0 = time.perf_counter()
-    model, vocab = api.load_generation_model(model_dir)
+    model, vocab = api.load_generation_model(model_dir, quantize=quantize)
     load_s = time.perf_counter() - t0
     texts = read_lines(test_src, allow_empty=True)
     spent, tokens = [0.0], [0]
@@ -423,13 +430,14 @@ def main() -> int:
     x_train = read(xrun / "summary.json") if args.skip_train else train_for(MT_CONFIG, xrun, args.minutes, *sets)
 
     # decoding: alternate the systems, keep every timing
-    runs = {"fairseq": [], "xling": []}
+    quantized = [q for q in args.quantize.split(",") if q]
+    runs = {"fairseq": [], "xling": [], **{system_name(q): [] for q in quantized}}
     for _ in range(args.repeats):
         runs["fairseq"].append(generate_fairseq(fs_bin, test_bin, ckpt, src, tgt, args, test, fs_env, vocab))
-        runs["xling"].append(generate_xling(xrun / "model", src, tgt, args, test_src, test))
+        for q in [None, *quantized]:
+            runs[system_name(q)].append(generate_xling(xrun / "model", src, tgt, args, test_src, test, q))
     write_lines_atomic(test / f"fairseq_hyp.{tgt}", runs["fairseq"][-1]["hyps"])
-    scores = {"fairseq": bleu(test / f"fairseq_hyp.{tgt}", test_ref, tgt, test / "bleu.fairseq.json"),
-              "xling": bleu(test / f"xling_hyp.{tgt}", test_ref, tgt, test / "bleu.xling.json")}
+    scores = {name: bleu(test / f"{name}_hyp.{tgt}", test_ref, tgt, test / f"bleu.{name}.json") for name in runs}
 
     results = {}
     for name, rs in runs.items():
@@ -458,7 +466,10 @@ def main() -> int:
     meta = run_meta(threads=args.threads, fairseq_env=fs_env_versions, pair=args.pair, n_test=args.n_test,
                     beam=args.beam, batch_size=args.batch_size, minutes=args.minutes, fairseq_max_tokens=max_tokens,
                     xling_max_tokens=xling_max_tokens, batching=batching,
-                    vocab=str(vocab_dir), speedup_generation=speedup, speedup_per_token=tok_speedup)
+                    vocab=str(vocab_dir), speedup_generation=speedup, speedup_per_token=tok_speedup,
+                    speedups={name: {"sentences": results["fairseq"]["gen_s"] / r["gen_s"],
+                                     "tokens": r["tok_per_s"] / results["fairseq"]["tok_per_s"]}
+                              for name, r in results.items() if name != "fairseq"})
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print(f"\n{args.pair}, {args.n_test} test verses, beam {args.beam}, batches of {args.batch_size}, "
           f"{args.threads} threads; {meta['machine']}")
@@ -469,8 +480,11 @@ def main() -> int:
         print(f"| {name} | {r['train_min']:.1f} ({r['updates']}) | {(r['params'] or 0) / 1e6:.2f}M | {r['bleu']:.2f} | "
               f"{r['chrf']:.2f} | {r['gen_s']:.1f} | {r['sent_per_s']:.1f} | {r['tok_per_s']:.0f} | {r['e2e_s']:.1f} "
               f"({r['e2e_cpu_s']:.1f}) |")
-    print(f"\nxling / fairseq generation speed: {speedup:.2f}x in sentences/s, {tok_speedup:.2f}x in output tokens/s "
-          "(the two differ when the outputs' lengths do)")
+    for name in results:
+        if name != "fairseq":
+            print(f"\n{name} / fairseq generation speed: {meta['speedups'][name]['sentences']:.2f}x in sentences/s, "
+                  f"{meta['speedups'][name]['tokens']:.2f}x in output tokens/s (the two differ when the outputs' "
+                  "lengths do)")
     return 0
 
 

@@ -423,6 +423,31 @@ def test_truncation_warning_counts_lines(saved, caplog):
     assert len(records) == 1 and "2 of 4 input lines" in records[0].getMessage()
 
 
+def test_int8_quantization_tracks_the_float_model(saved):
+    """--quantize int8: every Linear becomes a dynamic-int8 one; the log-probs stay close to
+    the float model's, and generation keeps the input order and the empty lines."""
+    from xling.generation.api import load_generation_model, quantize_for_inference
+    from xling.generation.decoders import step_decoder
+
+    d, vocab = saved
+    model, _ = load_generation_model(d / "s2s")
+    q, _ = load_generation_model(d / "s2s", quantize="int8")
+    assert not any(type(m) is torch.nn.Linear for m in q.modules())
+    assert any(type(m) is torch.nn.Linear for m in model.modules())
+    src = [ids for ids in map(vocab.encode, TEXTS) if 0 < len(ids) <= 20]
+    a, b = step_decoder(model, src, 0, 1), step_decoder(q, src, 0, 1)
+    for _ in range(3):
+        la, lb = a.step(torch.full((len(src),), 2)), b.step(torch.full((len(src),), 2))
+        pa, pb = la.exp(), lb.exp()
+        assert 0.5 * (pa - pb).abs().sum(-1).max() < 0.2  # total variation distance per row (dim 32: coarse)
+        assert torch.corrcoef(torch.stack([la.flatten(), lb.flatten()]))[0, 1] > 0.98
+        assert not torch.equal(la, lb)  # really quantized
+    out = generate_texts(q, vocab, TEXTS, "en", "de", GenerationConfig(beam=2, max_len_a=0, max_len_b=4))
+    assert len(out) == len(TEXTS) and out[1] == out[3] == ""
+    with pytest.raises(XlingError, match="unknown quantization 'int4'"):
+        quantize_for_inference(model, "int4")
+
+
 def _one_line_error(capsys, rc, match):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err and err[-1].startswith("xling: error:") and match in err[-1], err

