@@ -1,0 +1,59 @@
+"""Frozen sentence embeddings as classifier features (the LASER-style path).
+
+The encoder is a :class:`xling.embeddings.SentenceEncoder` (imported only here, when
+this path is used): ``SentenceEncoder.from_pretrained(dir).encode(texts, lang,
+batch_size=, normalize=) -> np.ndarray (n, d)``. It is never trained here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xling.classification.data import Example
+from xling.classification.model import pair_features
+from xling.errors import XlingError, unknown
+
+
+def load_sentence_encoder(dir: str | Path) -> Any:
+    """``SentenceEncoder.from_pretrained(dir)``; a missing directory is a one-line error."""
+    if not Path(dir).is_dir():
+        raise XlingError(f"{dir}: no such sentence-encoder directory")
+    try:
+        from xling.embeddings import SentenceEncoder
+    except ImportError:
+        raise XlingError("frozen embeddings need xling.embeddings.SentenceEncoder, which this install lacks") from None
+    return SentenceEncoder.from_pretrained(dir)
+
+
+def encoder_languages(encoder: Any) -> list[str]:
+    """The languages an encoder knows (its ``languages`` or its vocabulary's), [] if it does not say."""
+    langs = getattr(encoder, "languages", None)
+    if langs is None and getattr(encoder, "vocab", None) is not None:
+        langs = getattr(encoder.vocab, "languages", None)
+    return list(langs) if langs else []
+
+
+def check_language(lang: str, known: list[str]) -> None:
+    if known and lang not in known:
+        raise unknown("language code", lang, known)
+
+
+def embed_examples(encoder: Any, examples: list[Example], lang: str, batch_size: int = 64,
+                   normalize: bool = True, known: list[str] | None = None) -> np.ndarray:
+    """Features of ``examples`` (all in ``lang``): (N, d), or (N, 4d) for pairs."""
+    check_language(lang, known or [])
+    if not examples:
+        return np.zeros((0, 0), dtype=np.float32)
+
+    def enc(texts: list[str]) -> np.ndarray:
+        out = np.asarray(encoder.encode(texts, lang, batch_size=batch_size, normalize=normalize), dtype=np.float32)
+        if out.ndim != 2 or out.shape[0] != len(texts):
+            raise XlingError(f"sentence encoder returned shape {out.shape} for {len(texts)} sentences")
+        return out  # (N, d)
+
+    u = enc([x.text for x in examples])
+    v = enc([x.text_b for x in examples]) if examples[0].text_b is not None else None
+    return pair_features(u, v)
