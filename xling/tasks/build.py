@@ -12,11 +12,15 @@ tlm             ``de-en`` (unordered)   ``{split}.de-en.{de,en}``, concatenated 
 mass            ``en``                  ``{split}.en`` sentences, one span masked
 translation     ``en-de`` (src-tgt)     ``{split}.de-en.{en,de}`` read as en -> de
 summarization   ``en``                  ``{split}.en.desc`` -> ``{split}.en.syn``
+laser_translat. ``de``                  ``{split}.de-en.*`` for each pivot (``sentence.pivots``)
+translation_r.  ``de``                  the same pairs, contrastive (:mod:`xling.tasks.sentence`)
 ==============  ======================  ====================================================
 
 ``translation`` and ``summarization`` are supervised seq2seq objectives: teacher-forced
 cross-entropy on a ``TransformerSeq2Seq``, UNILM's masked-target fine-tuning on a
 ``TransformerEncoder``. ``mass`` needs an encoder-decoder, ``unilm`` an encoder.
+``laser_translation`` and ``translation_ranking`` train a sentence embedder (``model_type:
+sentence``) and only that.
 """
 
 from __future__ import annotations
@@ -35,14 +39,16 @@ from xling.objectives.clm import CLMObjective
 from xling.objectives.mass import MASSObjective
 from xling.objectives.mixture import Task
 from xling.objectives.mlm import MLMObjective, TLMObjective
+from xling.objectives.sentence import TranslationRankingObjective
 from xling.objectives.seq2seq import Seq2SeqObjective
 from xling.objectives.unilm import UnilmConfig, UnilmObjective, UnilmSeq2SeqConfig, UnilmSeq2SeqObjective
+from xling.tasks.sentence import SENTENCE_TYPES, SentenceSpec, directions
 from xling.tokenization.vocab import Vocab
 
 STREAM_TYPES = ("mlm", "clm", "unilm")  # stream rows of one language
 PAIR_TYPES = ("tlm", "translation")  # langs entries are pairs
 SEQ2SEQ_TYPES = ("translation", "summarization")  # supervised source -> target
-OBJECTIVES = ("mlm", "tlm", "clm", "mass", "unilm", "translation", "summarization")
+OBJECTIVES = ("mlm", "tlm", "clm", "mass", "unilm", "translation", "summarization", *SENTENCE_TYPES)
 ENCODER_ONLY = ("unilm",)  # need a TransformerEncoder
 SEQ2SEQ_ONLY = ("mass",)  # need a TransformerSeq2Seq
 
@@ -50,6 +56,7 @@ SEQ2SEQ_ONLY = ("mass",)  # need a TransformerSeq2Seq
 @dataclass
 class ObjectiveSpec:
     type: str = "mlm"  # mlm | tlm | clm | mass | unilm | translation | summarization
+    #   | laser_translation | translation_ranking (model_type: sentence, xling.tasks.sentence)
     langs: list[str] = field(default_factory=list)  # languages, or pairs: "de-en" (tlm), "en-de" = en->de (translation)
     weight: float = 1.0  # weight of this objective in the mixture (XLM's lambda)
     corpus: str = ""  # this objective's corpus directory (default: data.corpus)
@@ -90,6 +97,9 @@ def check_objectives(objectives: list[ObjectiveSpec], model_type: str) -> None:
             raise XlingError(f"{where}: needs model_type: encoder (got {model_type})")
         if o.type in SEQ2SEQ_ONLY and model_type != "seq2seq":
             raise XlingError(f"{where}: needs model_type: seq2seq (got {model_type})")
+        if (o.type in SENTENCE_TYPES) != (model_type == "sentence"):  # sentence embedders: their objectives only
+            need = "needs model_type: sentence" if o.type in SENTENCE_TYPES else "cannot train model_type: sentence"
+            raise XlingError(f"{where}: {need} (got {model_type})")
         if not o.langs:
             raise XlingError(f"{where}: langs is empty")
         if o.max_examples < 0:
@@ -152,6 +162,7 @@ class BuildSettings:
     mass: MassSpec = field(default_factory=MassSpec)
     unilm: UnilmSpec = field(default_factory=UnilmSpec)
     seq2seq: Seq2SeqSpec = field(default_factory=Seq2SeqSpec)
+    sentence: SentenceSpec = field(default_factory=SentenceSpec)
 
 
 def make_objective(kind: str, vocab: Vocab, s: BuildSettings) -> Any:
@@ -170,6 +181,10 @@ def make_objective(kind: str, vocab: Vocab, s: BuildSettings) -> Any:
         cfg = UnilmConfig(u.p_bidirectional, u.p_seq2seq, u.p_left_to_right, u.p_right_to_left, masking=s.masking,
                           split=u.split)
         return UnilmObjective(v, cfg, eos)
+    if kind == "laser_translation":  # through the bottleneck decoder: the seq2seq batch layout
+        return Seq2SeqObjective(bos, eos, s.sentence.label_smoothing)
+    if kind == "translation_ranking":
+        return TranslationRankingObjective(bos, eos, s.sentence.scale, s.sentence.margin)
     if kind in SEQ2SEQ_TYPES:
         if s.model_type == "seq2seq":
             return Seq2SeqObjective(bos, eos, s.seq2seq.label_smoothing)
@@ -195,6 +210,18 @@ def task_data(kind: str, lang: str, vocab: Vocab, corpus: str, split: str, s: Bu
         l1, l2 = lang.split("-", 1)
         ex = pairs(vocab, corpus, split, l1, l2, s.max_pair_len)
         return ex, np.array([len(x) + len(y) + 4 for x, y in ex]), (vocab.lang_id(l1), vocab.lang_id(l2))
+    if kind in SENTENCE_TYPES:  # lang: a direction "de-en" (xling.tasks.sentence.directions); "en-en" = autoencoding
+        src, tgt = lang.split("-", 1)
+        ids = (vocab.lang_id(src), vocab.lang_id(tgt))
+        if src == tgt:
+            ex = [(x, x[: s.max_tgt_len]) for x in sentences(vocab, corpus, split, src, s.max_len)]
+        else:
+            ex = [(x[: s.max_len], y[: s.max_tgt_len])
+                  for x, y in pairs(vocab, corpus, split, src, tgt, max(s.max_len, s.max_tgt_len))]
+        ex = [(x, y) for x, y in ex if len(x) and len(y)]
+        if kind == "translation_ranking":  # both sides through the encoder, as 2B rows
+            return ex, np.array([2 * (max(len(x), len(y)) + 2) for x, y in ex]), ids
+        return ex, np.array([len(x) + len(y) + 3 for x, y in ex]), ids
     if kind == "translation":
         src, tgt = lang.split("-", 1)
         ids = (vocab.lang_id(src), vocab.lang_id(tgt))
@@ -219,7 +246,11 @@ def build_tasks(objectives: list[ObjectiveSpec], vocab: Vocab, s: BuildSettings,
         if not Path(corpus).is_dir():
             raise XlingError(f"{corpus}: no such corpus directory")
         obj = objs.setdefault(spec.type, make_objective(spec.type, vocab, s))
-        for lang in spec.langs:
+        langs = directions(spec.type, spec.langs, s.sentence) if spec.type in SENTENCE_TYPES else spec.langs
+        if not langs:
+            raise XlingError(f"config objectives ({spec.type}): {spec.langs} give no direction with pivots "
+                             f"{s.sentence.pivots}")
+        for lang in langs:
             ex, lengths, ids = task_data(spec.type, lang, vocab, corpus, split, s, cache)
             if split == "train" and 0 < spec.max_examples < len(ex):  # e.g. a low-resource setting
                 keep = np.sort(np.random.default_rng([0, len(ex)]).permutation(len(ex))[: spec.max_examples])

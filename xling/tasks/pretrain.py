@@ -4,7 +4,8 @@ One config (``xling train``) covers pretraining and fine-tuning: XLM (mlm / tlm 
 MASS, UNILM and supervised translation / summarization, mixed with weights; within an
 objective, languages (pairs) are sampled with XLM's alpha-smoothed proportions. The
 model is a ``TransformerEncoder`` (``model_type: encoder``: XLM, UNILM) or a
-``TransformerSeq2Seq`` (``model_type: seq2seq``: MASS, translation); ``init`` starts
+``TransformerSeq2Seq`` (``model_type: seq2seq``: MASS, translation) or a LASER-style
+``SentenceEmbedder`` (``model_type: sentence``, :mod:`xling.tasks.sentence`); ``init`` starts
 from a saved model (an encoder into a seq2seq model is XLM initialisation of both sides).
 What each objective reads: :mod:`xling.tasks.build`.
 """
@@ -23,6 +24,7 @@ import numpy as np
 from xling.config import from_dict, to_dict
 from xling.data.batching import token_budget_batches
 from xling.data.masking import MaskingConfig
+from xling.embeddings.model import SentenceEmbedder
 from xling.errors import XlingError, unknown
 from xling.evaluation.xlm import mlm_scores
 from xling.models.config import EncoderConfig, Seq2SeqConfig
@@ -31,6 +33,7 @@ from xling.models.io import read_model_config, write_model_meta
 from xling.models.seq2seq import TransformerSeq2Seq
 from xling.objectives.mixture import MixtureBatches
 from xling.tasks import build as tb
+from xling.tasks import sentence as ts
 from xling.tasks.build import (
     STREAM_TYPES,
     BuildSettings,
@@ -48,7 +51,7 @@ from xling.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-MODEL_TYPES = {"encoder": TransformerEncoder, "seq2seq": TransformerSeq2Seq}
+MODEL_TYPES = {"encoder": TransformerEncoder, "seq2seq": TransformerSeq2Seq, "sentence": SentenceEmbedder}
 INIT_OVERRIDABLE = ("dropout", "attn_dropout", "n_dec_layers")  # model keys allowed next to init
 
 
@@ -75,7 +78,7 @@ class MaskingSpec:
 
 @dataclass
 class PretrainConfig:
-    model_type: str = "encoder"  # encoder (XLM, UNILM) | seq2seq (MASS, translation, summarization)
+    model_type: str = "encoder"  # encoder (XLM, UNILM) | seq2seq (MASS, translation, summarization) | sentence (LASER)
     init: str = ""  # model directory to start from ("" = random init)
     data: DataConfig = field(default_factory=DataConfig)
     objectives: list[ObjectiveSpec] = field(default_factory=lambda: [ObjectiveSpec()])
@@ -83,7 +86,8 @@ class PretrainConfig:
     mass: MassSpec = field(default_factory=MassSpec)
     unilm: UnilmSpec = field(default_factory=UnilmSpec)
     seq2seq: Seq2SeqSpec = field(default_factory=Seq2SeqSpec)
-    model: dict[str, Any] = field(default_factory=dict)  # EncoderConfig / Seq2SeqConfig fields (sizes from the vocab)
+    sentence: ts.SentenceSpec = field(default_factory=ts.SentenceSpec)  # model_type: sentence (pivots, ranking loss)
+    model: dict[str, Any] = field(default_factory=dict)  # EncoderConfig / Seq2SeqConfig / SentenceEmbedderConfig fields
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
@@ -93,7 +97,7 @@ def settings(cfg: PretrainConfig, vocab: Vocab) -> BuildSettings:
     masking = MaskingConfig(m.mask_prob, m.p_mask, m.p_random, mask_id=vocab.mask_id)
     d = cfg.data
     return BuildSettings(d.corpus, cfg.model_type, d.stream_len, d.max_pair_len, d.max_len, d.max_tgt_len, masking,
-                         cfg.mass, cfg.unilm, cfg.seq2seq)
+                         cfg.mass, cfg.unilm, cfg.seq2seq, cfg.sentence)
 
 
 def check_config(cfg: PretrainConfig) -> None:
@@ -127,6 +131,8 @@ def init_model(cfg: PretrainConfig, vocab: Vocab):
     it (XLM). With ``init``, ``model`` may only change dropout (and n_dec_layers); other keys
     must equal the init model's.
     """
+    if cfg.model_type == "sentence":  # its own init rules: xling.tasks.sentence
+        return ts.init_sentence_model(cfg.model, vocab, cfg.init, cfg.data.max_len)
     cls = MODEL_TYPES[cfg.model_type]
     if not cfg.init:
         return cls(model_config(cfg, vocab))
@@ -174,10 +180,14 @@ def make_valid_fn(cfg: PretrainConfig, vocab: Vocab, model_type: str):
     rows = {lang: tb.stream_rows(vocab, cfg.objectives[0].corpus or d.corpus, "valid", lang, d.stream_len)[: d.valid_rows]
             for lang in sorted(mlm_langs)} if mlm_langs else {}
 
+    retrieval = ts.retrieval_valid_fn(tasks, vocab) if model_type == "sentence" else None
+
     def valid_fn(model) -> dict[str, float]:
         out: dict[str, float] = {}
         dev = next(model.parameters()).device
         for t in tasks:
+            if t.group in ts.RANKING_TYPES:  # no LM targets: scored by retrieval below
+                continue
             rng = np.random.default_rng(0)
             ce, n = 0.0, 0
             for idx in token_budget_batches(t.lengths, d.max_tokens):
@@ -193,8 +203,12 @@ def make_valid_fn(cfg: PretrainConfig, vocab: Vocab, model_type: str):
             out[f"acc/{lang}"] = sc["acc"]
         if rows:
             out["ppl/avg"] = float(np.mean([out[f"ppl/{lang}"] for lang in rows]))
-        out["ce/avg"] = float(np.mean([out[f"ce/{t.name}"] for t in tasks]))
-        out["ppl/tasks"] = math.exp(min(out["ce/avg"], 50.0))  # exp of the mean task cross-entropy
+        ces = [out[f"ce/{t.name}"] for t in tasks if f"ce/{t.name}" in out]
+        if ces:
+            out["ce/avg"] = float(np.mean(ces))
+            out["ppl/tasks"] = math.exp(min(out["ce/avg"], 50.0))  # exp of the mean task cross-entropy
+        if retrieval is not None:
+            out.update(retrieval(model))
         return out
 
     return valid_fn
@@ -232,6 +246,8 @@ def run_pretraining(
                          f"lower data.max_len / max_tgt_len / stream_len")
     if cfg.model_type == "seq2seq" and any(t.group in STREAM_TYPES for t in tasks) and distributed.world_size() > 1:
         cfg.trainer.find_unused_parameters = True  # encoder-only batches leave the decoder without gradients
+    if cfg.model_type == "sentence" and distributed.world_size() > 1:
+        cfg.trainer.find_unused_parameters = True  # ranking batches leave the decoder without gradients
 
     def loss_fn(m, batch):
         return loss_by_task[batch["task"]].loss(m, batch)
@@ -242,6 +258,9 @@ def run_pretraining(
     if cfg.init:
         prev = read_model_config(cfg.init).get("extra") or {}
         extra["init_extra"] = {k: v for k, v in prev.items() if k != "init_extra"}
+    if cfg.model_type == "sentence":  # the languages SentenceEncoder accepts
+        langs = ts.trained_languages(cfg.objectives, cfg.sentence)
+        extra["sentence"] = ts.merged_record(langs, extra.get("init_extra"))
 
     def save_extra(d: Path) -> None:  # every checkpoint is also a loadable model directory
         write_model_meta(type(model), model.config, d, extra_json=extra, vocab=vocab)
