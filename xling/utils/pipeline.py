@@ -74,15 +74,20 @@ def n_parameters(model_dir: Path) -> int:
     return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
 
 
-def run_meta(**extra) -> dict:
-    """Date, machine (CPU model, cores, OS, Python, torch) and command of a benchmark run."""
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
     cpu = platform.processor() or platform.machine()
     try:
         names = [x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
                  if x.startswith("model name")]
-        cpu = names[0] if names else cpu
+        return names[0] if names else cpu
     except OSError:
-        pass
+        return cpu
+
+
+def run_meta(**extra) -> dict:
+    """Date, machine (CPU model, cores, OS, Python, torch) and command of a benchmark run."""
+    cpu = cpu_model()
     try:
         torch_v = f", torch {importlib.metadata.version('torch')}"
     except importlib.metadata.PackageNotFoundError:
