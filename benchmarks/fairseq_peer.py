@@ -458,18 +458,17 @@ def main() -> int:
                {"train_run": str(xrun), "in_process_s": best["in_process_s"], "load_s": best["load_s"],
                 "same_as_cli": all(r["same_as_cli"] for r in rs)}),
         }
-    speedup = results["fairseq"]["gen_s"] / results["xling"]["gen_s"]  # sentences/s ratio
-    tok_speedup = results["xling"]["tok_per_s"] / results["fairseq"]["tok_per_s"]  # per output token
+    speedups = {name: {"sentences": results["fairseq"]["gen_s"] / r["gen_s"],  # sentences/s ratio
+                       "tokens": r["tok_per_s"] / results["fairseq"]["tok_per_s"]}  # per output token
+                for name, r in results.items() if name != "fairseq"}
     fs_env_versions = subprocess.run([str(fs_bin / "python"), "-c", "import torch, fairseq; print(f'torch "
                                       "{torch.__version__}, fairseq {fairseq.__version__}')"],
                                      capture_output=True, text=True).stdout.strip()
     meta = run_meta(threads=args.threads, fairseq_env=fs_env_versions, pair=args.pair, n_test=args.n_test,
                     beam=args.beam, batch_size=args.batch_size, minutes=args.minutes, fairseq_max_tokens=max_tokens,
                     xling_max_tokens=xling_max_tokens, batching=batching,
-                    vocab=str(vocab_dir), speedup_generation=speedup, speedup_per_token=tok_speedup,
-                    speedups={name: {"sentences": results["fairseq"]["gen_s"] / r["gen_s"],
-                                     "tokens": r["tok_per_s"] / results["fairseq"]["tok_per_s"]}
-                              for name, r in results.items() if name != "fairseq"})
+                    vocab=str(vocab_dir), speedup_generation=speedups["xling"]["sentences"],
+                    speedup_per_token=speedups["xling"]["tokens"], speedups=speedups)
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print(f"\n{args.pair}, {args.n_test} test verses, beam {args.beam}, batches of {args.batch_size}, "
           f"{args.threads} threads; {meta['machine']}")
@@ -482,8 +481,8 @@ def main() -> int:
               f"({r['e2e_cpu_s']:.1f}) |")
     for name in results:
         if name != "fairseq":
-            print(f"\n{name} / fairseq generation speed: {meta['speedups'][name]['sentences']:.2f}x in sentences/s, "
-                  f"{meta['speedups'][name]['tokens']:.2f}x in output tokens/s (the two differ when the outputs' "
+            print(f"\n{name} / fairseq generation speed: {speedups[name]['sentences']:.2f}x in sentences/s, "
+                  f"{speedups[name]['tokens']:.2f}x in output tokens/s (the two differ when the outputs' "
                   "lengths do)")
     return 0
 
