@@ -14,9 +14,13 @@ in the vocabulary or any training) with beam 5; BLEU and chrF by sacrebleu, with
 signatures. Stages that already finished are reused, so an interrupted run resumes.
 
     python benchmarks/mt_pretraining.py [--out runs/bench_mt] [--pairs en-de,en-fr]
-        [--budget 12] [--pretrain 7] [--n-test 1000]
+        [--budget 12] [--pretrain 7] [--n-test 1000] [--max-examples 2000]
 
-Writes OUT/results.json and prints a markdown table for benchmarks/RESULTS.md.
+``--max-examples N`` is the low-resource setting: every system fine-tunes on the same random
+N parallel verses (pretraining still reads all the monolingual text); runs and results get
+an ``.nN`` suffix, so they sit beside the full-data runs and reuse their pretraining.
+
+Writes OUT/results.json (OUT/results.nN.json) and prints a markdown table for benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ def main() -> int:
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--systems", default="scratch,mass,xlm")
+    ap.add_argument("--max-examples", type=int, default=0,
+                    help="low-resource setting: fine-tune on this many parallel pairs (0 = all; pretraining keeps all)")
     args = ap.parse_args()
     out, corpus, vocab = ROOT / args.out, ROOT / args.corpus, ROOT / args.vocab
     out.mkdir(parents=True, exist_ok=True)
@@ -94,8 +100,8 @@ def main() -> int:
     results = []
     for src, tgt in pairs:
         for system in systems:
-            run = out / f"{system}.{src}-{tgt}"
-            obj = f"objectives=[{{type: translation, langs: [{src}-{tgt}]}}]"
+            run = out / f"{system}.{src}-{tgt}" if not args.max_examples else out / f"{system}.{src}-{tgt}.n{args.max_examples}"
+            obj = f"objectives=[{{type: translation, langs: [{src}-{tgt}], max_examples: {args.max_examples}}}]"
             if system == "scratch":
                 ft = train(CFG / "mt_model.yaml", run, args.budget, *common, obj)
                 pre_min, pre_steps = 0.0, 0
@@ -104,7 +110,7 @@ def main() -> int:
                 ft = train(CFG / "mt_model.yaml", run, args.budget - args.pretrain, *common, obj, f"init={model}")
                 pre_min, pre_steps = summ["elapsed_s"] / 60, summ["steps"]
             res = evaluate(run / "model", src, tgt, corpus, run, args.n_test, args.beam)
-            results.append({"pair": f"{src}-{tgt}", "system": system, "pretrain_min": pre_min,
+            results.append({"pair": f"{src}-{tgt}", "system": system, "max_examples": args.max_examples, "pretrain_min": pre_min,
                             "pretrain_steps": pre_steps, "finetune_min": ft["elapsed_s"] / 60,
                             "finetune_steps": ft["steps"], "bleu": res["bleu"], "chrf": res["chrf"],
                             "decode_s": res.get("decode_s"), "signature": res["signature"]})
@@ -112,7 +118,8 @@ def main() -> int:
     meta = {"date": datetime.date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, "
             f"{platform.system()}, python {platform.python_version()}", "command": " ".join(sys.argv),
             "n_test": args.n_test, "beam": args.beam}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    name = "results.json" if not args.max_examples else f"results.n{args.max_examples}.json"
+    (out / name).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print("\n| pair | system | pretrain min (steps) | fine-tune min (steps) | BLEU | chrF |")
     print("|---|---|---:|---:|---:|---:|")
     for r in results:
