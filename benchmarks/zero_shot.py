@@ -14,6 +14,8 @@ corpus holding the languages evaluated here. Finished systems (RUN/eval.json) ar
     python benchmarks/zero_shot.py --systems mlm=runs/mlm/model,mlm_tlm=runs/tlm/model,laser=runs/laser/model \\
         [--corpus data/bible22] [--langs en,de,fr,...] [--minutes 15] [--out runs/bench_zero_shot] [--set KEY=VALUE]
 
+A system can carry its own config overrides: ``tlm_frz=runs/tlm/model@freeze_layers=0``.
+
 Writes OUT/results.json and prints a markdown table (languages x systems) for
 benchmarks/RESULTS.md.
 """
@@ -36,13 +38,13 @@ def method_of(model_dir: Path) -> str:
     return "finetune" if meta.get("model_type") == "transformer_encoder" else "frozen"
 
 
-def run_system(name: str, init: Path, args, out: Path) -> dict:
+def run_system(name: str, init: Path, args, out: Path, extra: list[str] = ()) -> dict:
     run = out / name
     if not (run / "eval.json").is_file():
         method = method_of(init)
         langs = f"[{','.join(args.langs)}]" if args.langs else "[]"
         sets = [f"init={init}", f"train.path={args.corpus}", f"valid.path={args.corpus}", f"test.path={args.corpus}",
-                f"test.langs={langs}", f"trainer.max_minutes={args.minutes}", "trainer.progress=false", *args.set]
+                f"test.langs={langs}", f"trainer.max_minutes={args.minutes}", "trainer.progress=false", *args.set, *extra]
         cmd = ["classify", "train", "--config", str(CONFIGS[method]), "--out", str(run)]
         if (run / "checkpoints" / "latest").is_file():
             cmd.append("--resume")
@@ -70,7 +72,8 @@ def table(results: dict[str, dict]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--systems", required=True, help="name=MODEL_DIR items, comma-separated")
+    ap.add_argument("--systems", required=True,
+                    help="name=MODEL_DIR items, comma-separated; MODEL_DIR@KEY=VALUE adds an override for that system")
     ap.add_argument("--corpus", default="data/bible")
     ap.add_argument("--langs", default="", help="evaluation languages (default: every language of the corpus)")
     ap.add_argument("--minutes", type=float, default=15.0, help="fine-tuning minutes per system")
@@ -83,8 +86,10 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for item in args.systems.split(","):
-        name, _, path = item.partition("=")
-        results[name] = run_system(name, ROOT / path, args, out)
+        name, _, spec = item.partition("=")
+        path, *extra = spec.split("@")
+        results[name] = run_system(name, ROOT / path, args, out, extra)
+        results[name]["overrides"] = extra
     (out / "results.json").write_text(json.dumps({"meta": run_meta(), "systems": results}, indent=1))
     print(table(results))
     return 0

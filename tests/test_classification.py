@@ -166,6 +166,27 @@ def test_resume_continues_exactly(setup, finetuned):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_freeze_layers_keeps_the_bottom_of_the_encoder(setup):
+    """freeze_layers=1: embeddings and layer 0 leave training bit-identical, layer 1 and the
+    head move; -1 moves everything; a count beyond the encoder is a config error."""
+    init = TransformerEncoder.from_pretrained(setup / "xlm").state_dict()
+    short = {"max_steps": 8, "valid_every": 0, "save_every": 0}
+    run_classification(config(setup, freeze_layers=1, valid=None, trainer=short), setup / "frz", progress=False)
+    model = SequenceClassifier.from_pretrained(setup / "frz" / "model")
+    after = model.encoder.state_dict()
+    frozen = [k for k in init if k.startswith(("tok_emb", "pos_emb", "lang_emb", "emb_norm", "layers.0."))]
+    moving = [k for k in init if k.startswith("layers.1.")]
+    assert frozen and moving
+    for k in frozen:
+        assert torch.equal(init[k], after[k]), k
+    assert all(not torch.equal(init[k], after[k]) for k in moving if k.endswith("weight"))
+    run_classification(config(setup, freeze_layers=-1, valid=None, trainer=short), setup / "all", progress=False)
+    moved = SequenceClassifier.from_pretrained(setup / "all" / "model").encoder.state_dict()
+    assert not torch.equal(init["tok_emb.weight"], moved["tok_emb.weight"])
+    with pytest.raises(XlingError, match="freeze_layers=3"):
+        run_classification(config(setup, freeze_layers=3, trainer=short), setup / "bad", progress=False)
+
+
 def test_pairs_are_built_like_tlm():
     obj = ClassificationObjective()
     from xling.classification.model import token_example

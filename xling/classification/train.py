@@ -78,6 +78,7 @@ class ClassifyConfig:
     head: HeadSpec = field(default_factory=HeadSpec)
     data: BatchSpec = field(default_factory=BatchSpec)
     encoder_dropout: float | None = 0.1  # finetune: encoder dropout while fine-tuning (null: the pretrained one's)
+    freeze_layers: int = -1  # finetune: -1 trains all; 0 freezes the embeddings; N the embeddings + N lowest layers
     normalize: bool = True  # frozen: L2-normalise the sentence embeddings
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
@@ -129,6 +130,7 @@ class _Setup:
             enc = TransformerEncoder.from_pretrained(cfg.init)
             self.model = SequenceClassifier.from_encoder(enc, labels, pair, cfg.head.pooling, cfg.head.dropout,
                                                          cfg.data.max_len, cfg.encoder_dropout)
+            self.model.freeze(cfg.freeze_layers)
             self.max_tokens = cfg.data.max_tokens
         else:
             self.encoder = load_sentence_encoder(cfg.init)
