@@ -149,3 +149,17 @@ def test_pretraining_under_torchrun_two_processes(workdir):
     if single:
         assert summary["tokens_seen"] > single["tokens_seen"]
     TransformerEncoder.from_pretrained(out / "model")
+
+
+def test_per_objective_corpora_feed_their_own_perplexity_rows(workdir):
+    """MLM perplexity rows read each language from the corpus of the objective that names it
+    (here es lives only in a second corpus; data.corpus has no es files)."""
+    d = workdir
+    for langs, name in (("en,fr", "corpus_enfr"), ("es", "corpus_es")):
+        assert main(["corpus", "bible", "--langs", langs, "--db", str(FIXTURE_DB), "--out", str(d / name), "--quiet"]) == 0
+    run = d / "two_corpora"
+    objectives = f"objectives=[{{type: mlm, langs: [en]}}, {{type: mlm, langs: [es], corpus: {d / 'corpus_es'}}}]"
+    assert main(["train", "--config", TINY, "--out", str(run), "--set", f"data.corpus={d / 'corpus_enfr'}",
+                 "--set", f"data.vocab={d / 'vocab'}", "--set", objectives]) == 0
+    valid = json.loads((run / "summary.json").read_text())["valid"]
+    assert {"ppl/en", "ppl/es"} <= set(valid) and "ppl/fr" not in valid, valid

@@ -172,13 +172,14 @@ def make_valid_fn(cfg: PretrainConfig, vocab: Vocab, model_type: str):
     d = cfg.data
     tasks = [t for spec in cfg.objectives for t in build_tasks(
         [spec], vocab, s, split="valid", limit=d.valid_rows if spec.type in STREAM_TYPES else d.valid_examples)]
-    mlm_langs: list[str] = []
+    corpus_of: dict[str, str] = {}  # language -> the corpus of the first MLM-like objective naming it
     if model_type == "encoder":
         for o in cfg.objectives:
             if o.type in ("mlm", "tlm", "clm"):
-                mlm_langs += [x for lang in o.langs for x in lang.split("-") if x not in mlm_langs]
-    rows = {lang: tb.stream_rows(vocab, cfg.objectives[0].corpus or d.corpus, "valid", lang, d.stream_len)[: d.valid_rows]
-            for lang in sorted(mlm_langs)} if mlm_langs else {}
+                for x in (x for lang in o.langs for x in lang.split("-")):
+                    corpus_of.setdefault(x, o.corpus or d.corpus)
+    rows = {lang: tb.stream_rows(vocab, corpus_of[lang], "valid", lang, d.stream_len)[: d.valid_rows]
+            for lang in sorted(corpus_of)}
 
     retrieval = ts.retrieval_valid_fn(tasks, vocab) if model_type == "sentence" else None
 
