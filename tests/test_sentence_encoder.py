@@ -16,7 +16,7 @@ import yaml
 from xling.cli import main
 from xling.config import load_config
 from xling.embeddings import SentenceEmbedder, SentenceEmbedderConfig, SentenceEncoder
-from xling.embeddings.model import pool
+from xling.models.pooling import pool
 from xling.errors import XlingError
 from xling.generation.base import GenerationConfig
 from xling.generation.embedding import EmbeddingStepDecoder

@@ -30,6 +30,7 @@ from xling.errors import XlingError, unknown
 from xling.models.config import EncoderConfig
 from xling.models.encoder import TransformerEncoder
 from xling.models.io import load_model_dir
+from xling.models.pooling import pool
 from xling.objectives.mlm import concat_pair
 
 POOLINGS = ("first", "mean")
@@ -104,17 +105,14 @@ class SequenceClassifier(nn.Module):
             return
         enc = self.encoder
         for module in [enc.tok_emb, enc.pos_emb, enc.lang_emb, enc.emb_norm, *enc.layers[:n_layers]]:
-            for p in module.parameters() if module is not None else ():
-                p.requires_grad_(False)
+            if module is not None:  # lang_emb: None without language embeddings
+                module.requires_grad_(False)
 
     def forward(self, tokens: torch.Tensor, langs: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
         h = self.encoder(tokens, langs=langs, positions=positions)  # (B, T, D)
-        if self.config.pooling == "first":
-            pooled = h[:, 0]  # (B, D): the <s> token
-        else:
-            real = (tokens != self.config.encoder.pad_id).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
-            pooled = (h * real).sum(1) / real.sum(1).clamp_min(1.0)  # (B, D)
+        real = tokens != self.config.encoder.pad_id  # (B, T); every row starts with <s>
+        pooled = pool(h, real, "cls" if self.config.pooling == "first" else "mean")  # (B, D)
         return self.head(self.drop(pooled))  # (B, C)
 
     @classmethod

@@ -32,22 +32,9 @@ from xling.embeddings.config import SentenceEmbedderConfig
 from xling.errors import XlingError
 from xling.models.encoder import TransformerEncoder
 from xling.models.io import load_model_dir, save_model_dir
+from xling.models.pooling import pool
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, H)
-
-
-def pool(hidden: torch.Tensor, real: torch.Tensor, how: str) -> torch.Tensor:
-    """hidden (B, S, D), real (B, S) bool (True = a real token, at least one per row) -> (B, D).
-
-    ``max`` and ``mean`` look at real positions only; ``cls`` takes position 0 (``<s>``)."""
-    if how == "max":
-        return hidden.masked_fill(~real[..., None], float("-inf")).amax(dim=1)
-    if how == "mean":
-        m = real[..., None].to(hidden.dtype)  # (B, S, 1)
-        return (hidden * m).sum(1) / m.sum(1)
-    if how == "cls":
-        return hidden[:, 0]
-    raise ValueError(f"unknown pooling {how!r}")
 
 
 def _init_embedding(emb: nn.Embedding, pad_id: int) -> None:
