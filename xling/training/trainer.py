@@ -87,6 +87,7 @@ class TrainerConfig:
     dtype: str = "float32"  # float32 | bfloat16 (autocast; weights and optimizer stay float32)
     device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
     num_threads: int | None = None  # torch CPU threads (None = torch's default)
+    tf32: bool = True  # on CUDA: TensorFloat-32 matmuls and convolutions (float32 weights kept)
     progress: bool = True  # tqdm progress bar on rank 0
     find_unused_parameters: bool = False  # DDP: allow params without gradient in a step (slower)
 
@@ -167,6 +168,9 @@ class Trainer:
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.device = resolve_device(cfg.device, local)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+            torch.backends.cudnn.allow_tf32 = cfg.tf32
         torch.manual_seed(cfg.seed + self.rank)
         self.module = model.to(self.device)  # the bare model (checkpoints, validation)
         self.params = [p for p in self.module.parameters() if p.requires_grad]
