@@ -125,3 +125,41 @@ def test_bad_json_missing_files_wrong_type(saved, tmp_path):
         TransformerEncoder.from_pretrained(d)
     with pytest.raises(XlingError, match="no such model directory"):
         TransformerEncoder.from_pretrained(tmp_path / "nope")
+
+
+class _FlatBuffer(torch.nn.Module):
+    """Two weights that are views of one flat buffer (as cuDNN lays out an LSTM's weights on a
+    GPU), and a tied pair: safetensors' save_model refuses the first case."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        buf = torch.randn(12)
+        self.a = torch.nn.Parameter(buf[:5])
+        self.b = torch.nn.Parameter(buf[5:])
+        self.emb = torch.nn.Embedding(4, 3)
+        self.out = torch.nn.Linear(3, 4, bias=False)
+        self.out.weight = self.emb.weight
+
+
+def test_save_load_weights_of_a_flat_buffer_and_tied_weights(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_model
+
+    from xling.models.io import load_weights, save_weights
+
+    m = _FlatBuffer()
+    with pytest.raises(RuntimeError, match="entire storage"):
+        save_model(m, str(tmp_path / "refused.safetensors"))
+    save_weights(m, tmp_path / "w.safetensors")
+    with safe_open(str(tmp_path / "w.safetensors"), "pt") as f:
+        assert sorted(f.keys()) == ["a", "b", "emb.weight"]  # the tied pair stored once
+        assert f.metadata() == {"out.weight": "emb.weight"}
+    m2 = _FlatBuffer()
+    flat = m2.a.data_ptr()
+    load_weights(m2, tmp_path / "w.safetensors")
+    for (n, p), q in zip(m.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(p, q), n
+    assert m2.out.weight is m2.emb.weight and m2.a.data_ptr() == flat  # loaded in place
+    m3 = torch.nn.Linear(3, 4)
+    with pytest.raises(ValueError, match="missing weight 'weight'"):
+        load_weights(m3, tmp_path / "w.safetensors")

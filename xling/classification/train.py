@@ -40,7 +40,7 @@ from xling.config import to_dict
 from xling.errors import XlingError, unknown
 from xling.evaluation.signature import model_hash
 from xling.models.encoder import TransformerEncoder
-from xling.models.io import WEIGHTS_FILE, save_model_dir, write_model_meta
+from xling.models.io import WEIGHTS_FILE, save_model_dir, save_weights, write_model_meta
 from xling.objectives.mixture import MixtureBatches, Task
 from xling.tokenization.vocab import Vocab
 from xling.training import distributed
@@ -181,11 +181,9 @@ def save_classifier(model, dir: Path, extra: dict, vocab: Vocab | None, encoder_
         return save_model_dir(model, model.config, dir, extra_json=extra, vocab=vocab)
     import dataclasses
 
-    import safetensors.torch
-
     config = dataclasses.replace(model.config, encoder="encoder")
     with atomic_dir(dir) as tmp:
-        safetensors.torch.save_model(model, str(tmp / WEIGHTS_FILE))
+        save_weights(model, tmp / WEIGHTS_FILE)
         write_model_meta(type(model), config, tmp, extra_json=extra)
         shutil.copytree(encoder_dir, tmp / "encoder")
     return dir

@@ -3,7 +3,7 @@
 Layout of a model directory::
 
     config.json        {"model_type": ..., "format_version": 1, "config": {...}, "extra": {...}}
-    model.safetensors  the weights (tied weights stored once, via safetensors.torch.save_model)
+    model.safetensors  the weights (tied weights stored once, see :func:`save_weights`)
     checksums.json     {"model.safetensors": "<sha256>"}
     (vocabulary files) written by ``vocab.save(dir)`` when a vocabulary is given
 
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import safetensors
 import safetensors.torch
+import torch
 from torch import nn
 
 from xling.config import from_dict, to_dict
@@ -33,6 +34,54 @@ CHECKSUMS_FILE = "checksums.json"
 FORMAT_VERSION = 1
 
 M = TypeVar("M", bound=nn.Module)
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write ``model.state_dict()`` to the safetensors file ``path``, from any device.
+
+    Tied weights (one tensor under several names) are stored once, under the first name in
+    sorted order, and the other names go into the metadata, as ``safetensors.torch.save_model``
+    does (so its ``load_model`` reads the file). Unlike ``save_model``, weights that are views
+    of one flat buffer without being tied (cuDNN's LSTM weights on a GPU) are saved, each
+    copied out on its own."""
+    groups: dict[tuple, list[str]] = {}
+    state = model.state_dict()
+    for name, t in state.items():
+        key = (t.device, t.dtype, t.data_ptr(), tuple(t.shape), tuple(t.stride()))
+        groups.setdefault(key, []).append(name)
+    tensors: dict[str, torch.Tensor] = {}
+    for names in groups.values():
+        keep, *others = sorted(names)
+        tensors[keep] = state[keep].detach().to("cpu", copy=True).contiguous()  # its own storage
+        for other in others:
+            metadata = {} if metadata is None else metadata
+            metadata.setdefault(other, keep)
+    safetensors.torch.save_file(dict(sorted(tensors.items())), str(path), metadata=metadata)
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load a file of :func:`save_weights` (or ``save_model``) into ``model`` in place, strictly:
+    every weight found under its own name or, when tied, under the name the metadata gives;
+    no tensor left over; shapes equal. Weights are copied into the existing tensors, so a
+    model on a GPU (a flat cuDNN buffer included) keeps its device and layout.
+    Raises ValueError naming the first problem (and safetensors' own errors for a bad file)."""
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        aliases = f.metadata() or {}
+        stored = {name: f.get_tensor(name) for name in f.keys()}
+    used = set()
+    state = model.state_dict()
+    for name, t in state.items():
+        src_name = name if name in stored else aliases.get(name)
+        if src_name not in stored:
+            raise ValueError(f"missing weight {name!r}")
+        src = stored[src_name]
+        if src.shape != t.shape:
+            raise ValueError(f"size mismatch for {name!r}: {tuple(src.shape)} stored, {tuple(t.shape)} in the model")
+        with torch.no_grad():
+            t.copy_(src)
+        used.add(src_name)
+    if extra := sorted(set(stored) - used):
+        raise ValueError(f"unexpected weight {extra[0]!r}")
 
 
 def _model_type(model_cls: type) -> str:
@@ -55,7 +104,7 @@ def save_model_dir(
     dir = Path(dir)
     with atomic_dir(dir) as tmp:
         weights = tmp / WEIGHTS_FILE
-        safetensors.torch.save_model(model, str(weights), metadata={"model_type": _model_type(type(model))})
+        save_weights(model, weights, metadata={"model_type": _model_type(type(model))})
         write_model_meta(type(model), config, tmp, extra_json=extra_json, vocab=vocab)
     return dir
 
@@ -126,7 +175,7 @@ def load_model_dir(model_cls: type[M], config_cls: type, dir: str | os.PathLike,
         raise XlingError(f"{weights}: sha256 does not match {CHECKSUMS_FILE} (file truncated or corrupt)")
     model = model_cls(config)
     try:
-        safetensors.torch.load_model(model, str(weights), strict=True, device=device)
+        load_weights(model, weights)
     except (safetensors.SafetensorError, RuntimeError, ValueError, OSError) as e:
         raise XlingError(f"{weights}: cannot load weights ({_one_line(e)})") from None
     return model.to(device)

@@ -3,7 +3,7 @@
 Layout of ``out_dir/checkpoints/``::
 
     step_00001000/
-        model.safetensors       safetensors.torch.save_model (handles tied weights)
+        model.safetensors       xling.models.io.save_weights (tied weights once, any device)
         optimizer.safetensors   every optimizer state tensor as "state.{param_index}.{name}"
         trainer_state.json      step, tokens, elapsed, per-rank RNG + batch-source state,
                                 optimizer param groups, config, sha256 of both tensor files
@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 
 from xling.errors import XlingError
+from xling.models.io import load_weights, save_weights
 from xling.utils.io import atomic_dir, read_json, sha256_file, write_json_atomic, write_text_atomic
 
 MODEL_FILE = "model.safetensors"
@@ -156,7 +157,7 @@ def save_checkpoint(
     root = Path(root)
     target = root / step_dir_name(step)
     with atomic_dir(target) as tmp:
-        save_model(model, str(tmp / MODEL_FILE))
+        save_weights(model, tmp / MODEL_FILE)
         tensors, meta = optimizer_to_tensors(optimizer)
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
         if save_extra is not None:
@@ -215,7 +216,7 @@ def load_checkpoint(
     path = Path(path)
     state = read_state(path)
     try:
-        load_model(model, str(path / MODEL_FILE), strict=True)
+        load_weights(model, path / MODEL_FILE)
     except Exception as e:  # noqa: BLE001 - any failure here is a bad user file
         problem = _first_line(e)
         raise XlingError(f"{path / MODEL_FILE}: does not fit the model ({problem})") from None
