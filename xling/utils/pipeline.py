@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import struct
 import subprocess
 import sys
@@ -85,14 +86,29 @@ def cpu_model() -> str:
         return cpu
 
 
+def gpu_models() -> str | None:
+    """The machine's NVIDIA GPUs ("1x NVIDIA H200"; nvidia-smi), else None."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = [x.strip() for x in done.stdout.splitlines() if x.strip()]
+    return f"{len(names)}x {names[0]}" if done.returncode == 0 and names else None
+
+
 def run_meta(**extra) -> dict:
-    """Date, machine (CPU model, cores, OS, Python, torch) and command of a benchmark run."""
+    """Date, machine (CPU model, cores, GPUs, OS, Python, torch) and command of a benchmark run."""
     cpu = cpu_model()
     try:
         torch_v = f", torch {importlib.metadata.version('torch')}"
     except importlib.metadata.PackageNotFoundError:
         torch_v = ""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    machine = f"{cpu}, {cores} cores, {platform.system()}, python {platform.python_version()}{torch_v}"
+    gpu = gpu_models()
+    gpu = f", {gpu}" if gpu else ""
+    machine = f"{cpu}, {cores} cores{gpu}, {platform.system()}, python {platform.python_version()}{torch_v}"
     return {"date": datetime.date.today().isoformat(), "machine": machine,
             "command": " ".join(["python", *sys.argv]), **extra}
