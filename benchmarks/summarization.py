@@ -26,7 +26,7 @@ tokens (fixed beforehand, not tuned); ROUGE-1/2/L F1 against ``test.{lang}.syn``
 
     python benchmarks/summarization.py [--out runs/bench_sum] [--corpus data/debian]
         [--langs en] [--budget 12] [--pretrain 7] [--n-test 1000] [--systems unilm,mass]
-        [--scratch]
+        [--scratch] [--ft-set seq2seq.tgt_mask_prob=0.3 ...]
 
 Writes OUT/results.json and prints a markdown table for benchmarks/RESULTS.md.
 """
@@ -109,6 +109,8 @@ def main() -> int:
     ap.add_argument("--n-test", type=int, default=1000, help="first N test descriptions per language")
     ap.add_argument("--systems", default="unilm,mass", help="of: " + ",".join(SYSTEMS))
     ap.add_argument("--scratch", action="store_true", help="also each system from scratch, the whole budget")
+    ap.add_argument("--ft-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a fine-tuning config field (repeatable), e.g. seq2seq.tgt_mask_prob=0.3")
     args = ap.parse_args()
     out, corpus = ROOT / args.out, ROOT / args.corpus
     langs = args.langs.split(",")
@@ -152,7 +154,7 @@ def main() -> int:
         runs += [(f"{s}-scratch", SYSTEMS[s][2], None, None, args.budget) for s in systems]
     for name, ft_cfg, pre, init, minutes in runs:
         run = out / name
-        ft = train_for(CFG / ft_cfg, run, minutes, *common, finetune, *([f"init={init}"] if init else []))
+        ft = train_for(CFG / ft_cfg, run, minutes, *common, finetune, *([f"init={init}"] if init else []), *args.ft_set)
         params = n_parameters(run / "model")
         for lang, (src, ref) in sets.items():
             results.append(row(lang, name, summarize(run / "model", lang, src, ref, run, n), pre, ft, params))
@@ -162,7 +164,7 @@ def main() -> int:
             base = [b for b in results if b["lang"] == r["lang"] and b["system"] in BASELINES]
             r["beats_baselines"] = all(r[k] > b[k] for b in base for k in METRICS)
     meta = run_meta(n_test=n, langs=langs, budget_min=args.budget, pretrain_min=args.pretrain,
-                    decode=" ".join(DECODE))
+                    decode=" ".join(DECODE), finetune_sets=args.ft_set)
     write_json_atomic(out / "results.json", {"meta": meta, "results": results})
     print(f"\n{meta['date']}, {meta['machine']}\n`{meta['command']}`\n")
     print(table(results))
