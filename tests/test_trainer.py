@@ -259,3 +259,53 @@ def test_bad_config_and_diverging_loss_are_user_errors(tmp_path):
         run(tmp_path / "b", config(grad_accum=0))
     with pytest.raises(XlingError, match="loss is nan at step 1"):
         run(tmp_path / "c", config(), loss_fn=lambda m, b: (mse_loss(m, b)[0] * float("nan"), {}))
+
+
+# ------------------------------------------------------------------ best model
+
+
+def scripted_valid(values):
+    """A validation that reports the next scripted value at each call (steps 2, 4, 6 with valid_every=2)."""
+    it = iter(values)
+    return lambda model: {"score": next(it), "other": 0.0}
+
+
+@pytest.mark.parametrize("mode, values, best_step", [("min", [3.0, 1.0, 2.0], 4), ("max", [3.0, 1.0, 2.0], 2),
+                                                     ("min", [3.0, 2.0, 1.0], 6)])
+def test_best_metric_keeps_and_restores_the_best_weights(tmp_path, mode, values, best_step):
+    cfg = config(valid_every=2, save_every=2, keep_checkpoints=0, best_metric="score", best_mode=mode)
+    model, summary, _ = run(tmp_path, cfg, valid_fn=scripted_valid(values))
+    assert summary["best"] == {"step": best_step, "metric": "score", "mode": mode,
+                               "value": min(values) if mode == "min" else max(values)}
+    assert json.loads((tmp_path / "best/best.json").read_text())["step"] == best_step
+    # The model now holds the weights of the best step's checkpoint, bit for bit ...
+    ref = ToyModel(dropout=0.3, seed=7)
+    load_model(ref, str(tmp_path / f"checkpoints/step_{best_step:08d}/model.safetensors"))
+    assert_same_params(model, ref)
+    # ... while the latest checkpoint keeps the last weights, for --resume.
+    last = ToyModel(dropout=0.3, seed=7)
+    load_model(last, str(tmp_path / "checkpoints/step_00000006/model.safetensors"))
+    if best_step != 6:
+        assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), last.state_dict().values()))
+
+
+def test_best_metric_survives_resume(tmp_path):
+    cfg = config(valid_every=2, save_every=2, best_metric="score")
+    values = [3.0, 1.0, 2.0]
+    _, first, _ = run(tmp_path, cfg, stop_after=4, valid_fn=scripted_valid(values[:2]))
+    assert first["best"]["step"] == 4
+    model, second, _ = run(tmp_path, cfg, resume=True, valid_fn=scripted_valid(values[2:]))
+    assert second["best"] == {"step": 4, "metric": "score", "mode": "min", "value": 1.0}  # 2.0 at step 6 is worse
+    ref = ToyModel(dropout=0.3, seed=7)
+    load_model(ref, str(tmp_path / "best/model.safetensors"))
+    assert_same_params(model, ref)
+
+
+def test_best_metric_errors(tmp_path):
+    with pytest.raises(XlingError, match="best_metric='score': this run has no validation"):
+        run(tmp_path / "a", config(best_metric="score"))
+    with pytest.raises(XlingError, match=r"best_metric='scroe': not a validation metric.*other, score"):
+        run(tmp_path / "b", config(valid_every=2, best_metric="scroe"), valid_fn=scripted_valid([1.0]))
+    with pytest.raises(XlingError, match="best_mode"):
+        run(tmp_path / "c", config(valid_every=2, best_metric="score", best_mode="lowest"),
+            valid_fn=scripted_valid([1.0]))

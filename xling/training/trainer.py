@@ -31,6 +31,10 @@ every RNG and the batch source from ``out_dir/checkpoints/latest``; a resumed ru
 reproduces the uninterrupted one exactly on CPU. It needs the same number of ranks.
 The current config's lr schedule, betas, eps and weight decay apply after resuming.
 A fresh run refuses an ``out_dir`` that already holds checkpoints.
+
+With ``best_metric`` (a key of ``valid_fn``'s result), the weights of the best validation
+are kept in ``out_dir/best`` (:mod:`xling.training.best`) and loaded back into the model when
+training ends, so the final model is the best one; checkpoints keep the latest weights.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from xling.training.checkpoint import (
     save_checkpoint,
 )
 from xling.training.metrics import TOKENS, MetricsLog, StatWindow, plot_curves
+from xling.training.best import BestKeeper
 from xling.training.schedule import check_schedule, lr_at
 from xling.utils.io import write_json_atomic
 
@@ -83,6 +88,8 @@ class TrainerConfig:
     valid_every: int = 1000  # updates between validations (0 = only at the end)
     save_every: int = 1000  # updates between checkpoints (0 = only at the end)
     keep_checkpoints: int = 2  # most recent checkpoints kept on disk (0 = keep all)
+    best_metric: str | None = None  # validation metric (e.g. ce/avg) whose best value picks the final model; None = last
+    best_mode: str = "min"  # min | max: whether a lower or a higher best_metric is better
     seed: int = 0  # torch seed for dropout etc.; rank r uses seed + r
     dtype: str = "float32"  # float32 | bfloat16 (autocast; weights and optimizer stay float32)
     device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
@@ -103,6 +110,8 @@ def check_config(cfg: TrainerConfig) -> None:
     for name in ("valid_every", "save_every", "keep_checkpoints", "clip_norm", "lr"):
         if getattr(cfg, name) < 0:
             raise XlingError(f"trainer {name}={getattr(cfg, name)}: must be >= 0")
+    if cfg.best_mode not in ("min", "max"):
+        raise unknown("best_mode", cfg.best_mode, ("min", "max"))
     if cfg.max_minutes is not None and cfg.max_minutes <= 0:
         raise XlingError(f"trainer max_minutes={cfg.max_minutes}: must be > 0 (or null)")
 
@@ -185,6 +194,9 @@ class Trainer:
         self.last_loss: float | None = None
         self.last_valid: dict[str, float] | None = None
         self.last_valid_step = -1
+        if cfg.best_metric and valid_fn is None:
+            raise XlingError(f"trainer best_metric={cfg.best_metric!r}: this run has no validation")
+        self.best = BestKeeper(cfg.best_metric, cfg.best_mode, self.out_dir) if cfg.best_metric else None
         rank_state = self._resume() if resume else self._fresh()
         self.last_saved = self.step
         self.model = dist.wrap_model(self.module, self.device, cfg.find_unused_parameters)
@@ -227,6 +239,8 @@ class Trainer:
             self.last_loss = state.get("loss")
             self.last_valid = state.get("valid")
             self.last_valid_step = int(state.get("valid_step", -1))
+            if self.best is not None:
+                self.best.load_state(state.get("best"))
             mine = {"batches": ranks[self.rank]["batches"], "rng": ranks[self.rank]["rng"]}
         except (KeyError, TypeError, ValueError) as e:
             problem = f"{type(e).__name__}: {e}"
@@ -329,6 +343,9 @@ class Trainer:
             self._validate()
         if self.step > self.last_saved:
             self._save()
+        if self.best is not None and reason != "stop_after":  # the final model is the best one
+            dist.barrier()
+            self.best.restore(self.module)
         run_s = time.perf_counter() - self._run_start
         summary = {
             "steps": self.step,
@@ -340,6 +357,8 @@ class Trainer:
             "valid": self.last_valid,
             "checkpoint": str(find_latest(self.ckpt_root)) if self.step > 0 else None,
         }
+        if self.best is not None:
+            summary["best"] = self.best.state()
         self.elapsed_before = self._elapsed()  # a later train() call continues the clock
         if dist.is_main():
             if self.metrics.path.exists():
@@ -395,6 +414,8 @@ class Trainer:
             plot_curves(self.metrics.path, self.out_dir / "curves.png")
         self.last_valid = dist.all_gather_json(metrics)[0]
         self.last_valid_step = self.step
+        if self.best is not None:  # every rank tracks it, rank 0 writes the weights
+            self.best.update(self.last_valid, self.step, self.module, save=dist.is_main())
         self._pause += time.perf_counter() - start
 
     def _save(self) -> None:
@@ -414,6 +435,7 @@ class Trainer:
                 "loss": self.last_loss,
                 "valid": self.last_valid,
                 "valid_step": self.last_valid_step,
+                "best": self.best.state() if self.best is not None else None,
                 "world_size": self.world,
                 "ranks": ranks,
                 "config": to_dict(self.cfg),
