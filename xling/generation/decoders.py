@@ -92,7 +92,7 @@ class Seq2SeqStepDecoder:
         tokens = torch.from_numpy(pad_batch(rows, c.pad_id)).to(self.device)  # (N, S)
         self.max_target_len = c.max_positions - 1  # positions 0..L: <s> and L tokens; EOS is predicted at L
         self.mem_pad = tokens != c.pad_id  # (N, S) True = real source token
-        with torch.no_grad():
+        with torch.inference_mode():
             langs = torch.full_like(tokens, src_lang)
             self.memory: torch.Tensor | None = model.encode(tokens, langs=langs)  # (N, S, D)
         self.cache = model.new_cache()
@@ -101,7 +101,7 @@ class Seq2SeqStepDecoder:
     def step(self, prev: torch.Tensor) -> torch.Tensor:
         """prev (N,) last tokens (BOS at step 0) -> log-probs (N, V) float32."""
         tok = prev.to(self.device, torch.long).view(-1, 1)  # (N, 1)
-        with torch.no_grad():
+        with torch.inference_mode():
             h = self.model.decode(tok, self.memory, self.mem_pad, langs=torch.full_like(tok, self.tgt_lang),
                                   positions=torch.full_like(tok, self.t), cache=self.cache)  # (N, 1, D)
             logits = self.model.lm_logits(h[:, -1])  # (N, V)
