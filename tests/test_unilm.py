@@ -392,3 +392,58 @@ def test_pretraining_step_reduces_loss_on_fixed_batch(kind, one_thread):
     assert stats[f"loss/unilm-{kind}"] == stats["loss/unilm-en"]
     assert f"acc/unilm-{kind}" in stats and stats["targets"] == float((batch["targets"] != IGNORE).sum())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+# ---------------------------------------------------------------- pseudo-masked fine-tuning (UNILMv2)
+
+
+def test_pseudo_mask_by_hand():
+    # n = 3 (<s> a </s>), m = 2 (b </s>), then 2 pseudo masks and one padding position: T = 8
+    got = masks.seq2seq_pseudo(torch.tensor([3]), torch.tensor([2]), 8)[0]
+    want = M([[1, 1, 1, 0, 0, 0, 0, 0],   # source rows: the source
+              [1, 1, 1, 0, 0, 0, 0, 0],
+              [1, 1, 1, 0, 0, 0, 0, 0],
+              [1, 1, 1, 1, 0, 0, 0, 0],   # target 0: source + itself
+              [1, 1, 1, 1, 1, 0, 0, 0],   # target 1: source + targets 0..1
+              [1, 1, 1, 0, 0, 1, 0, 0],   # pseudo 0 (predicts target 0): source + itself
+              [1, 1, 1, 1, 0, 0, 1, 0],   # pseudo 1: source + target 0 + itself
+              [1, 1, 1, 0, 0, 0, 0, 0]])  # padding: the source
+    assert torch.equal(got, want)
+
+
+def test_pseudo_batch_layout_and_padding():
+    obj = UnilmSeq2SeqObjective(V, UnilmSeq2SeqConfig(corruption="pseudo"))
+    b = obj.make_batch([([10, 11], [20]), ([13], [22, 23])], (1, 2), np.random.default_rng(0))
+    assert b["tokens"].tolist() == [[2, 10, 11, 3, 20, 3, MASK, MASK, PAD],
+                                    [2, 13, 3, 22, 23, 3, MASK, MASK, MASK]]
+    assert b["positions"].tolist() == [[0, 1, 2, 3, 4, 5, 4, 5, 0], [0, 1, 2, 3, 4, 5, 3, 4, 5]]
+    assert b["langs"].tolist() == [[1] * 4 + [2] * 4 + [0], [1] * 3 + [2] * 6]
+    I = IGNORE
+    assert b["targets"].tolist() == [[I] * 6 + [20, 3, I], [I] * 6 + [22, 23, 3]]  # every target token, once
+    assert torch.equal(b["attn_mask"], masks.seq2seq_pseudo(torch.tensor([4, 3]), torch.tensor([2, 3]), 9))
+
+
+def test_pseudo_training_logits_equal_incremental_decoding():
+    """The loss of pseudo-masked fine-tuning is computed on exactly the distributions that
+    decoding samples from: the logits at pseudo token j equal the decoder's step j given the
+    gold target prefix (KV cache, one step at a time)."""
+    model = tiny(seed=3, init_std=0.3).eval()  # large weights: the context moves the logits a lot
+    obj = UnilmSeq2SeqObjective(V, UnilmSeq2SeqConfig(corruption="pseudo"))
+    src, tgt = [10, 11, 12, 13], [20, 21, 22]
+    b = obj.make_batch([(src, tgt)], (1, 2), np.random.default_rng(0))
+    with torch.no_grad():
+        h = model(b["tokens"], langs=b["langs"], positions=b["positions"], attn_mask=b["attn_mask"])
+        train_lp = torch.log_softmax(model.lm_logits(h[0, b["targets"][0] != IGNORE]).float(), -1)  # (4, V)
+    dec = unilm_step_decoder(model, [src], src_lang=1, tgt_lang=2, bos_id=BOS, eos_id=EOS, mask_id=MASK)
+    prev = torch.tensor([0])
+    for j, gold in enumerate(tgt + [EOS]):
+        step_lp = dec.step(prev)[0]
+        assert torch.allclose(step_lp, train_lp[j], atol=1e-4), j
+        prev = torch.tensor([gold])
+    # with BERT-style corruption the model sees a different (masked) left context in training
+    other = UnilmSeq2SeqObjective(V, UnilmSeq2SeqConfig(corruption="mask", tgt_mask_prob=1.0))
+    b2 = other.make_batch([(src, tgt)], (1, 2), np.random.default_rng(0))
+    with torch.no_grad():
+        h2 = model(b2["tokens"], langs=b2["langs"], positions=b2["positions"], attn_mask=b2["attn_mask"])
+        lp2 = torch.log_softmax(model.lm_logits(h2[0, b2["targets"][0] != IGNORE]).float(), -1)
+    assert (lp2[1:] - train_lp[1:]).abs().max() > 0.1

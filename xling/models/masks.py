@@ -56,6 +56,30 @@ def seq2seq(src_lens: torch.Tensor, T: int) -> torch.Tensor:
     return key_in_src | (query_in_tgt & (k <= q))  # (B, T, T)
 
 
+def seq2seq_pseudo(src_lens: torch.Tensor, tgt_lens: torch.Tensor, T: int) -> torch.Tensor:
+    """(B,) source lengths n, (B,) target lengths m -> (B, T, T) mask of UNILMv2's
+    pseudo-masked layout ``[source: n] [target: m] [m pseudo <mask> tokens] [padding]``.
+
+    Source rows see the source. Target token j sees the source and target tokens 0..j.
+    Pseudo token j (it predicts target token j, at target token j's position) sees the
+    source, target tokens 0..j-1 and itself: exactly what the ``<mask>`` appended at step
+    j sees in incremental decoding, so training and decoding match. Padding rows see
+    the source only.
+    """
+    pos = torch.arange(T, device=src_lens.device)
+    q = pos[None, :, None]  # (1, T, 1)
+    k = pos[None, None, :]  # (1, 1, T)
+    n = src_lens.to(torch.long)[:, None, None]  # (B, 1, 1)
+    m = tgt_lens.to(torch.long).to(src_lens.device)[:, None, None]  # (B, 1, 1)
+    key_src = k < n  # (B, 1, T)
+    key_tgt = (k >= n) & (k < n + m)  # (B, 1, T)
+    query_tgt = (q >= n) & (q < n + m)  # (B, T, 1)
+    query_pseudo = (q >= n + m) & (q < n + 2 * m)  # (B, T, 1)
+    tgt_rows = query_tgt & key_tgt & (k <= q)  # (B, T, T)
+    pseudo_rows = query_pseudo & ((key_tgt & (k - n < q - n - m)) | (k == q))  # (B, T, T)
+    return key_src | tgt_rows | pseudo_rows
+
+
 def _ensure_nonempty(mask: torch.Tensor) -> torch.Tensor:
     """Let every query row with no True attend to its own key (the diagonal, offset)."""
     Tq, Tk = mask.shape[-2], mask.shape[-1]

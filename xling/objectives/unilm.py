@@ -55,7 +55,7 @@ from xling.objectives.base import masked_lm_loss
 
 MASK_TYPES = ("bidi", "s2s", "l2r", "r2l")  # short names used in stats: loss/unilm-<type>
 SPLITS = ("sentence", "random")
-CORRUPTIONS = ("bert", "mask")
+CORRUPTIONS = ("bert", "mask", "pseudo")
 
 
 @dataclass
@@ -198,7 +198,10 @@ def seq2seq_example(
 @dataclass
 class UnilmSeq2SeqConfig:
     tgt_mask_prob: float = 0.7  # fraction of target tokens (final </s> included) chosen and predicted
-    corruption: str = "bert"  # chosen target tokens: "bert" = 80/10/10 as in masking | "mask" = all <mask>
+    # chosen target tokens: "bert" = 80/10/10 as in masking | "mask" = all <mask> | "pseudo" = UNILMv2's
+    # pseudo-masking: every target token is predicted from a <mask> appended after the target, which
+    # sees the real earlier target tokens, as in decoding (tgt_mask_prob is then unused)
+    corruption: str = "bert"
     masking: MaskingConfig = field(default_factory=MaskingConfig)  # p_mask/p_random of "bert", mask_id
     max_src_len: int = 254  # source tokens kept (without <s> </s>); longer sources are cut
     max_tgt_len: int = 255  # target tokens kept (without the final </s>, which is always added)
@@ -229,6 +232,8 @@ class UnilmSeq2SeqObjective:
     ) -> dict[str, Any]:
         c = self.config
         src_lang, tgt_lang = lang_ids
+        if c.corruption == "pseudo":
+            return self._pseudo_batch(pairs, src_lang, tgt_lang)
         toks, langs, src_lens = [], [], []
         for x, y in pairs:
             t, g, n = seq2seq_example(x[: c.max_src_len], y[: c.max_tgt_len], src_lang, tgt_lang, self.bos_id, self.eos_id)
@@ -254,6 +259,33 @@ class UnilmSeq2SeqObjective:
             "attn_mask": masks.seq2seq(src_lens_t, T),
             "targets": torch.from_numpy(np.where(chosen, tokens, IGNORE)),
             "src_lens": src_lens_t,
+        }
+
+    def _pseudo_batch(self, pairs: list[tuple[Sequence[int], Sequence[int]]], src_lang: int,
+                      tgt_lang: int) -> dict[str, Any]:
+        """``<s> x </s> y </s>`` followed by one pseudo ``<mask>`` per target token (at that
+        token's position, predicting it) under :func:`masks.seq2seq_pseudo`."""
+        c = self.config
+        toks, langs, poss, tgts, ns, ms = [], [], [], [], [], []
+        for x, y in pairs:
+            t, g, n = seq2seq_example(x[: c.max_src_len], y[: c.max_tgt_len], src_lang, tgt_lang, self.bos_id, self.eos_id)
+            m = len(t) - n  # target tokens, final </s> included
+            toks.append(np.concatenate([t, np.full(m, c.masking.mask_id)]))
+            langs.append(np.concatenate([g, np.full(m, tgt_lang)]))
+            poss.append(np.concatenate([np.arange(n + m), n + np.arange(m)]))
+            tgts.append(np.concatenate([np.full(n + m, IGNORE), t[n:]]))
+            ns.append(n)
+            ms.append(m)
+        tokens = pad_batch(toks)  # (B, T)
+        T = tokens.shape[1]
+        src_lens = torch.tensor(ns)  # (B,)
+        return {
+            "tokens": torch.from_numpy(tokens),
+            "langs": torch.from_numpy(pad_batch(langs)),
+            "positions": torch.from_numpy(pad_batch(poss)),
+            "attn_mask": masks.seq2seq_pseudo(src_lens, torch.tensor(ms), T),  # (B, T, T)
+            "targets": torch.from_numpy(pad_batch(tgts, pad_id=IGNORE)),
+            "src_lens": src_lens,
         }
 
     def loss(self, model, batch):
