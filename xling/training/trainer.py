@@ -53,6 +53,7 @@ from tqdm import tqdm
 from xling.config import to_dict
 from xling.errors import XlingError, unknown
 from xling.training import distributed as dist
+from xling.training.best import BestKeeper
 from xling.training.checkpoint import (
     capture_rng,
     find_latest,
@@ -62,7 +63,6 @@ from xling.training.checkpoint import (
     save_checkpoint,
 )
 from xling.training.metrics import TOKENS, MetricsLog, StatWindow, plot_curves
-from xling.training.best import BestKeeper
 from xling.training.schedule import check_schedule, lr_at
 from xling.utils.io import write_json_atomic
 
