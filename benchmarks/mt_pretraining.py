@@ -14,7 +14,7 @@ in the vocabulary or any training) with beam 5; BLEU and chrF by sacrebleu, with
 signatures. Stages that already finished are reused, so an interrupted run resumes.
 
     python benchmarks/mt_pretraining.py [--out runs/bench_mt] [--pairs en-de,en-fr]
-        [--budget 12] [--pretrain 7] [--n-test 1000] [--max-examples 2000]
+        [--budget 12] [--pretrain 7] [--n-test 1000] [--max-examples 2000] [--ft-set KEY=VALUE ...]
 
 ``--max-examples N`` is the low-resource setting: every system fine-tunes on the same random
 N parallel verses (pretraining still reads all the monolingual text); runs and results get
@@ -74,6 +74,8 @@ def main() -> int:
     ap.add_argument("--systems", default="scratch,mass,xlm")
     ap.add_argument("--max-examples", type=int, default=0,
                     help="low-resource setting: fine-tune on this many parallel pairs (0 = all; pretraining keeps all)")
+    ap.add_argument("--ft-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a fine-tuning config field (repeatable), e.g. trainer.best_metric=ce/avg")
     args = ap.parse_args()
     out, corpus, vocab = ROOT / args.out, ROOT / args.corpus, ROOT / args.vocab
     out.mkdir(parents=True, exist_ok=True)
@@ -101,11 +103,12 @@ def main() -> int:
             run = out / f"{system}.{src}-{tgt}" if not args.max_examples else out / f"{system}.{src}-{tgt}.n{args.max_examples}"
             obj = f"objectives=[{{type: translation, langs: [{src}-{tgt}], max_examples: {args.max_examples}}}]"
             if system == "scratch":
-                ft = train(CFG / "mt_model.yaml", run, args.budget, *common, obj)
+                ft = train(CFG / "mt_model.yaml", run, args.budget, *common, obj, *args.ft_set)
                 pre_min, pre_steps = 0.0, 0
             else:
                 summ, model = pre[system]
-                ft = train(CFG / "mt_model.yaml", run, args.budget - args.pretrain, *common, obj, f"init={model}")
+                ft = train(CFG / "mt_model.yaml", run, args.budget - args.pretrain, *common, obj, f"init={model}",
+                           *args.ft_set)
                 pre_min, pre_steps = summ["elapsed_s"] / 60, summ["steps"]
             res = evaluate(run / "model", src, tgt, corpus, run, args.n_test, args.beam)
             results.append({"pair": f"{src}-{tgt}", "system": system, "max_examples": args.max_examples, "pretrain_min": pre_min,
@@ -113,7 +116,7 @@ def main() -> int:
                             "finetune_steps": ft["steps"], "bleu": res["bleu"], "chrf": res["chrf"],
                             "decode_s": res.get("decode_s"), "signature": res["signature"]})
             print(json.dumps(results[-1]), flush=True)
-    meta = run_meta(n_test=args.n_test, beam=args.beam, max_examples=args.max_examples)
+    meta = run_meta(n_test=args.n_test, beam=args.beam, max_examples=args.max_examples, finetune_sets=args.ft_set)
     name = "results.json" if not args.max_examples else f"results.n{args.max_examples}.json"
     (out / name).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print("\n| pair | system | pretrain min (steps) | fine-tune min (steps) | BLEU | chrF |")
