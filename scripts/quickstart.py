@@ -192,9 +192,9 @@ def step_mining(out: Path, corpus: Path) -> str:
     return (f"A LASER-style embedder (BiLSTM, max-pooled, no language id) trained {summary['elapsed_s'] / 60:.1f} min "
             f"({summary['steps']} steps) by translation ranking alone: in 2 minutes on 2 cores, ranking reaches P@1 "
             "0.15-0.20 on these pairs and ranking plus the bottleneck decoder 0.01-0.02 (the decoder needs the "
-            "longer runs of `configs/laser_bible.yaml`), then mining on the test chapters: P@1 both ways among all test verses, and BUCC-style F1 with each gold "
-            "pair hidden among 4 non-parallel verses per side (ratio margin, k=4, max mode; threshold chosen on a dev "
-            "half). `benchmarks/mining_bible.py` has the real run next to pretrained encoders.\n\n"
+            "longer runs of `configs/laser_bible.yaml`), then mining on the test chapters: P@1 both ways among all "
+            "test verses, and BUCC-style F1 with each gold pair hidden among 4 non-parallel verses per side (ratio "
+            "margin, k=4, max mode; threshold chosen on a dev half). `benchmarks/mining_bible.py` has the real run next to pretrained encoders.\n\n"
             + format_table(json.loads(res.read_text())["pairs"]) + f"\n\nMargin scores, gold vs other: {plots}")
 
 
@@ -203,8 +203,8 @@ def step_classification(out: Path, corpus: Path) -> str:
     if not (run / "eval.json").is_file():
         xling("classify", "train", "--config", "configs/classify_bible.yaml", "--out", str(run),
               "--set", f"init={out / 'xlm' / 'model'}", "--set", f"train.path={corpus}", "--set", f"valid.path={corpus}",
-              "--set", f"test.path={corpus}", "--set", "data.valid_limit=300", "--set", "trainer.max_minutes=2", "--set", "trainer.max_steps=190",
-              "--set", "trainer.valid_every=0")
+              "--set", f"test.path={corpus}", "--set", "data.valid_limit=300", "--set", "trainer.max_minutes=2",
+              "--set", "trainer.max_steps=190", "--set", "trainer.valid_every=0")
     from xling.classification.report import format_table
 
     return ("Bible genre (8 classes) from single verses: the XLM encoder of step 3 fine-tuned on English train "

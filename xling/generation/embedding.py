@@ -28,7 +28,7 @@ class EmbeddingStepDecoder:
         self.device = next(model.parameters()).device
         self.sent = embeddings.to(self.device, torch.float32)  # (N, D)
         self.lang = torch.full((self.sent.shape[0],), tgt_lang, dtype=torch.long, device=self.device)  # (N,)
-        with torch.no_grad():
+        with torch.inference_mode():
             self.state = model.decoder.initial_state(self.sent)  # (h, c) each (L, N, H)
 
     @property
@@ -39,7 +39,7 @@ class EmbeddingStepDecoder:
     def step(self, prev: torch.Tensor) -> torch.Tensor:
         """prev (N,) last tokens (BOS at step 0) -> log-probs (N, V) float32."""
         tok = prev.to(self.device, torch.long).view(-1, 1)  # (N, 1)
-        with torch.no_grad():
+        with torch.inference_mode():
             h, self.state = self.model.decoder(tok, self.sent, self.lang, self.state)  # (N, 1, E)
             logits = self.model.lm_logits(h[:, -1])  # (N, V)
         return torch.log_softmax(logits.float(), dim=-1)

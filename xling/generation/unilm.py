@@ -74,7 +74,7 @@ class UnilmStepDecoder:
         self.max_target_len = [c.max_positions - len(r) - 1 for r in rows]
         self.cache = model.new_cache()
         self.t = 0  # target tokens predicted so far (= step index)
-        with torch.no_grad():
+        with torch.inference_mode():
             model(
                 tokens,
                 langs=torch.full_like(tokens, src_lang),
@@ -98,7 +98,7 @@ class UnilmStepDecoder:
             raise XlingError(f"UNILM decoding: target position {int(positions.max())} exceeds "
                              f"max_positions={limit}; lower the maximum output length")
         L = len(self.cache)
-        with torch.no_grad():
+        with torch.inference_mode():
             h = self.model(
                 new,
                 langs=torch.full_like(new, self.tgt_lang),
@@ -129,5 +129,5 @@ def unilm_step_decoder(
 ) -> UnilmStepDecoder:
     """A StepDecoder for ``src`` (token ids without <s>/</s>), translating/summarizing
     from language id ``src_lang`` into ``tgt_lang``. Put the model in eval mode first
-    (dropout would make every step random); the decoder runs under ``torch.no_grad``."""
+    (dropout would make every step random); the decoder runs under ``torch.inference_mode``."""
     return UnilmStepDecoder(model, src, src_lang, tgt_lang, bos_id, eos_id, mask_id)

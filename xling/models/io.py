@@ -50,13 +50,13 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, 
         key = (t.device, t.dtype, t.data_ptr(), tuple(t.shape), tuple(t.stride()))
         groups.setdefault(key, []).append(name)
     tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}  # tied name -> the name it is stored under
     for names in groups.values():
         keep, *others = sorted(names)
         tensors[keep] = state[keep].detach().to("cpu", copy=True).contiguous()  # its own storage
-        for other in others:
-            metadata = {} if metadata is None else metadata
-            metadata.setdefault(other, keep)
-    safetensors.torch.save_file(dict(sorted(tensors.items())), str(path), metadata=metadata)
+        aliases.update(dict.fromkeys(others, keep))
+    meta = {**aliases, **(metadata or {})} or None  # the caller's entries win, as in save_model
+    safetensors.torch.save_file(dict(sorted(tensors.items())), str(path), metadata=meta)
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:

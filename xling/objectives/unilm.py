@@ -234,12 +234,7 @@ class UnilmSeq2SeqObjective:
         src_lang, tgt_lang = lang_ids
         if c.corruption == "pseudo":
             return self._pseudo_batch(pairs, src_lang, tgt_lang)
-        toks, langs, src_lens = [], [], []
-        for x, y in pairs:
-            t, g, n = seq2seq_example(x[: c.max_src_len], y[: c.max_tgt_len], src_lang, tgt_lang, self.bos_id, self.eos_id)
-            toks.append(t)
-            langs.append(g)
-            src_lens.append(n)
+        toks, langs, src_lens = zip(*self._examples(pairs, src_lang, tgt_lang))
         tokens = pad_batch(toks)  # (B, T)
         B, T = tokens.shape
         lens = np.array([len(t) for t in toks])
@@ -261,14 +256,20 @@ class UnilmSeq2SeqObjective:
             "src_lens": src_lens_t,
         }
 
+    def _examples(self, pairs: list[tuple[Sequence[int], Sequence[int]]], src_lang: int,
+                  tgt_lang: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """:func:`seq2seq_example` of each pair, source and target cut to the configured lengths."""
+        c = self.config
+        return [seq2seq_example(x[: c.max_src_len], y[: c.max_tgt_len], src_lang, tgt_lang, self.bos_id, self.eos_id)
+                for x, y in pairs]
+
     def _pseudo_batch(self, pairs: list[tuple[Sequence[int], Sequence[int]]], src_lang: int,
                       tgt_lang: int) -> dict[str, Any]:
         """``<s> x </s> y </s>`` followed by one pseudo ``<mask>`` per target token (at that
         token's position, predicting it) under :func:`masks.seq2seq_pseudo`."""
         c = self.config
         toks, langs, poss, tgts, ns, ms = [], [], [], [], [], []
-        for x, y in pairs:
-            t, g, n = seq2seq_example(x[: c.max_src_len], y[: c.max_tgt_len], src_lang, tgt_lang, self.bos_id, self.eos_id)
+        for t, g, n in self._examples(pairs, src_lang, tgt_lang):
             m = len(t) - n  # target tokens, final </s> included
             toks.append(np.concatenate([t, np.full(m, c.masking.mask_id)]))
             langs.append(np.concatenate([g, np.full(m, tgt_lang)]))

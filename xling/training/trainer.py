@@ -53,6 +53,7 @@ from tqdm import tqdm
 from xling.config import to_dict
 from xling.errors import XlingError, unknown
 from xling.training import distributed as dist
+from xling.training.best import MODES as BEST_MODES
 from xling.training.best import BestKeeper
 from xling.training.checkpoint import (
     capture_rng,
@@ -110,8 +111,8 @@ def check_config(cfg: TrainerConfig) -> None:
     for name in ("valid_every", "save_every", "keep_checkpoints", "clip_norm", "lr"):
         if getattr(cfg, name) < 0:
             raise XlingError(f"trainer {name}={getattr(cfg, name)}: must be >= 0")
-    if cfg.best_mode not in ("min", "max"):
-        raise unknown("best_mode", cfg.best_mode, ("min", "max"))
+    if cfg.best_mode not in BEST_MODES:
+        raise unknown("best_mode", cfg.best_mode, BEST_MODES)
     if cfg.max_minutes is not None and cfg.max_minutes <= 0:
         raise XlingError(f"trainer max_minutes={cfg.max_minutes}: must be > 0 (or null)")
 
