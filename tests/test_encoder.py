@@ -10,7 +10,7 @@ from xling.errors import XlingError
 from xling.models import masks
 from xling.models.config import EncoderConfig
 from xling.models.encoder import TransformerEncoder
-from xling.models.layers import LayerKV, MultiHeadAttention
+from xling.models.layers import LayerKV, MultiHeadAttention, few_query_attention
 
 ATOL = 1e-5
 
@@ -153,6 +153,74 @@ def test_cross_attention_cache_reuses_memory():
     mask = masks.cross(3, torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).bool())[:, None]
     out = att(x, mask, kv=mem)
     assert torch.allclose(out[0], att(x[:1], kv=mem[:1, :3])[0], atol=ATOL)
+
+
+def test_lazy_reorder_equals_eager_index_select_and_cat():
+    """LayerKV defers reorder to the next append (one fused copy); the result must be
+    bit-identical to reordering at once with index_select and appending with cat."""
+    g = torch.Generator().manual_seed(3)
+    kv, ref_k, ref_v = LayerKV(), None, None
+    steps = [(6, None), (6, [5, 0, 0, 2, 3, 1]), (6, [1, 1, 4, 2]), (4, [3, 2, 0]), (3, None), (3, [2, 2, 0, 1])]
+    for i, (B, index) in enumerate(steps):
+        if index is not None:
+            idx = torch.tensor(index)
+            kv.reorder(idx)
+            ref_k, ref_v = ref_k.index_select(0, idx), ref_v.index_select(0, idx)
+            if i == 3:  # a second reorder before the append composes with the first
+                idx2 = torch.tensor([2, 0, 1])
+                kv.reorder(idx2)
+                ref_k, ref_v = ref_k.index_select(0, idx2), ref_v.index_select(0, idx2)
+            B = ref_k.shape[0]
+        k, v = torch.randn(B, 2, 1, 4, generator=g), torch.randn(B, 2, 1, 4, generator=g)
+        ref_k = k if ref_k is None else torch.cat([ref_k, k], 2)
+        ref_v = v if ref_v is None else torch.cat([ref_v, v], 2)
+        out_k, out_v = kv.append(k, v)
+        assert torch.equal(out_k, ref_k) and torch.equal(out_v, ref_v) and out_k.is_contiguous()
+    assert len(kv) == len(steps)
+    kv.reorder(torch.tensor([2, 0]))  # reading k / v applies a pending reorder
+    assert torch.equal(kv.k, ref_k[[2, 0]]) and torch.equal(kv.v, ref_v[[2, 0]])
+    kv.reorder(torch.tensor([1]))
+    kv.truncate(4)  # truncation keeps the pending reorder
+    assert torch.equal(kv.k, ref_k[[0], :, :4])
+
+
+def test_lazy_reorder_keeps_autograd():
+    kv = LayerKV()
+    w = torch.randn(2, 1, 1, 3, requires_grad=True)
+    kv.append(w * 1.0, w * 2.0)
+    kv.reorder(torch.tensor([1, 1, 0]))
+    k, _ = kv.append(torch.zeros(3, 1, 1, 3), torch.zeros(3, 1, 1, 3))
+    k.sum().backward()
+    assert torch.equal(w.grad, torch.tensor([1.0, 2.0]).view(2, 1, 1, 1).expand(2, 1, 1, 3))
+
+
+@pytest.mark.parametrize("Tq", [1, 2, 5, 8])
+def test_few_query_attention_matches_sdpa(Tq):
+    g = torch.Generator().manual_seed(Tq)
+    q, k, v = (torch.randn(3, 4, T, 8, generator=g) for T in (Tq, 11, 11))
+    mask = torch.rand(3, 1, Tq, 11, generator=g) > 0.3
+    mask[..., 0] = True  # every query sees at least one key
+    for m in (None, mask):
+        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        assert torch.allclose(few_query_attention(q, k, v, m), ref, atol=1e-6)
+
+
+def test_decoding_steps_use_few_query_attention(monkeypatch):
+    """With a cache and at most FEW_QUERIES queries the plain-matmul path runs (and gives
+    the SDPA result); a full forward keeps SDPA."""
+    from xling.models import layers
+
+    calls = []
+    monkeypatch.setattr(layers, "few_query_attention",
+                        lambda *a: calls.append(a[0].shape) or layers.F.scaled_dot_product_attention(*a[:3], attn_mask=a[3]))
+    m = tiny()
+    t = rand_tokens(2, 6)
+    full = m(t, attn_mask=masks.causal(6))
+    cache = m.new_cache()
+    assert not calls
+    steps = [m(t[:, i : i + 1], cache=cache) for i in range(6)]
+    assert len(calls) == 6 * m.config.n_layers and all(s[2] == 1 for s in calls)
+    assert torch.allclose(torch.cat(steps, 1), full, atol=ATOL)
 
 
 def test_flops_per_token_matches_flop_counter():

@@ -13,40 +13,94 @@ import torch.nn.functional as F
 from torch import nn
 
 
+FEW_QUERIES = 8  # at most this many queries per row: few_query_attention (incremental decoding)
+
+
+def few_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hd), masked) v with plain matmuls: q (B, H, Tq, hd), k / v
+    (B, H, Tk, hd), attn_mask bool broadcastable to (B, H, Tq, Tk), True = may attend
+    -> (B, H, Tq, hd). For a few queries per row (a decoding step) this is 2-2.5x faster
+    on CPU than SDPA's flash kernel, which tiles over queries (benchmarks/RESULTS.md)."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (B, H, Tq, Tk)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return scores.softmax(-1) @ v
+
+
 class LayerKV:
     """Keys and values of one attention module, kept between decoding steps.
 
     ``group`` g (cross-attention only): the keys/values hold B / g rows and query row r
     reads row r // g, so the g beams of a source share one copy of its encoder memory.
+
+    ``reorder`` is lazy: it records the row index, and the next ``append`` gathers the old
+    rows straight into the grown buffer, so a beam-search step copies the cache once
+    (gather + append fused) instead of twice (``index_select``, then ``cat``). Reading
+    ``k`` / ``v`` applies a pending reorder.
     """
 
     def __init__(self) -> None:
-        self.k: torch.Tensor | None = None  # (B / group, H, L, hd)
-        self.v: torch.Tensor | None = None  # (B / group, H, L, hd)
+        self._k: torch.Tensor | None = None  # (B0, H, L, hd), rows before the pending reorder
+        self._v: torch.Tensor | None = None
+        self._index: torch.Tensor | None = None  # (B,) pending row index into _k / _v, or None
         self.group = 1
 
     def __len__(self) -> int:
-        return 0 if self.k is None else self.k.shape[2]
+        return 0 if self._k is None else self._k.shape[2]
+
+    def _apply(self) -> None:
+        if self._index is not None:
+            self._k = self._k.index_select(0, self._index)
+            self._v = self._v.index_select(0, self._index)
+            self._index = None
+
+    @property
+    def k(self) -> torch.Tensor | None:
+        """(B / group, H, L, hd) cached keys."""
+        self._apply()
+        return self._k
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        """(B / group, H, L, hd) cached values."""
+        self._apply()
+        return self._v
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append (B, H, t, hd) keys/values; return all of them, (B, H, L + t, hd)."""
-        if self.k is not None:
-            k = torch.cat([self.k, k], dim=2)
-            v = torch.cat([self.v, v], dim=2)
-        self.k, self.v = k, v
+        if self._k is not None:
+            k, v = self._grow(self._k, k), self._grow(self._v, v)
+            self._index = None
+        else:  # contiguous rows: matmul reads them without a copy at every later step
+            k, v = k.contiguous(), v.contiguous()
+        self._k, self._v = k, v
         return k, v
 
+    def _grow(self, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """[old rows (reordered by the pending index) ; new] along the positions, one copy."""
+        B, H, t, hd = new.shape
+        L = old.shape[2]
+        out = new.new_empty(B, H, L + t, hd)
+        if self._index is None:
+            out[:, :, :L] = old
+        elif torch.is_grad_enabled() and old.requires_grad:  # out= does not record autograd
+            out[:, :, :L] = old.index_select(0, self._index)
+        else:
+            torch.index_select(old, 0, self._index, out=out[:, :, :L])
+        out[:, :, L:] = new
+        return out
+
     def reorder(self, index: torch.Tensor) -> None:
-        """Keep batch rows ``index`` (B',) in that order (beam search)."""
-        if self.k is not None:
-            self.k = self.k.index_select(0, index)
-            self.v = self.v.index_select(0, index)
+        """Keep batch rows ``index`` (B',) in that order (beam search); applied lazily."""
+        if self._k is not None:
+            self._index = index if self._index is None else self._index.index_select(0, index)
 
     def truncate(self, length: int) -> None:
         """Keep only the first ``length`` cached positions (drop tentative ones)."""
-        if self.k is not None:
-            self.k = self.k[:, :, :length]
-            self.v = self.v[:, :, :length]
+        if self._k is not None:
+            self._k = self._k[:, :, :length]
+            self._v = self._v[:, :, :length]
 
 
 class KVCache:
@@ -168,14 +222,17 @@ class MultiHeadAttention(nn.Module):
             q, k, v = self._heads(self.qkv_proj(x), 3)  # (B, H, T, hd) each
             if cache is not None:
                 k, v = cache.append(k, v)  # (B, H, L + T, hd)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal and attn_mask is None,
-        )  # (B, H, Tq, hd), or (B / g, H, g * Tq, hd)
+        if cache is not None and q.shape[2] <= FEW_QUERIES and not (self.training and self.dropout):
+            y = few_query_attention(q, k, v, attn_mask)  # decoding steps: faster than SDPA's kernel
+        else:
+            y = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=attn_mask,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=is_causal and attn_mask is None,
+            )  # (B, H, Tq, hd), or (B / g, H, g * Tq, hd)
         if g > 1:
             y = y.view(B // g, self.n_heads, g, T, self.head_dim).transpose(1, 2)  # (B / g, g, H, T, hd)
         y = y.reshape(B, self.n_heads, T, self.head_dim).transpose(1, 2).reshape(B, T, D)
