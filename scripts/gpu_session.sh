@@ -1,18 +1,37 @@
 #!/usr/bin/env bash
-# One GPU session of the benchmarks that 2 CPU cores cannot afford, all sharing one GPU at once:
-#   - the LASER-style embedder (configs/laser_bible.yaml, bigger batches) for ~7 minutes (issue 4);
+# One GPU session of the benchmarks that 2 CPU cores cannot afford, all sharing one GPU at once.
+# PLAN=1 (stop 9's session, the GPU rows of benchmarks/RESULTS.md):
 #   - benchmarks/mt_pretraining.py, low-resource en->de (2,000 pairs), scratch / MASS / XLM in
 #     parallel, 6 minutes each (issue 3);
-#   - benchmarks/summarization.py, UNILM and MASS in parallel, 6 minutes each (issue 3).
-# Inputs (git-ignored, packed beforehand into .gpu/): data/bible10 + runs/vocab_bible10,
-# data/bible + runs/bench_mt/vocab, data/debian (en) + runs/bench_sum/{vocab,test}, and the
-# rouge-score / nltk / defusedxml wheels. Results land in runs/gpu/ and, packed, in $OUT.
+#   - benchmarks/summarization.py, UNILM and MASS in parallel, 6 minutes each (issue 3);
+#   - the LASER-style embedder (configs/laser_bible.yaml, bigger batches) in the time left (issue 4).
+# PLAN=2 (the follow-ups it left):
+#   - the same low-resource MT with early stopping on validation CE (trainer.best_metric), all
+#     three systems, so scratch's overfitting is not what separates them;
+#   - UNILM summarization with UNILMv2 pseudo-masking (seq2seq.corruption=pseudo), the same budget
+#     as PLAN=1's UNILM (R1 25.68 with 70% masking);
+#   - the embedder with 2x larger batches (more in-batch negatives), in the time left.
+# Inputs (git-ignored, packed beforehand into .gpu/ by `bash scripts/gpu_session.sh pack` on the CPU
+# machine): data/bible10 + runs/vocab_bible10, data/bible + runs/bench_mt/vocab, data/debian (en) +
+# runs/bench_sum/{vocab,test}, and the rouge-score / nltk / defusedxml wheels. Results land in
+# runs/gpu/ and, packed, in $OUT.
 #
-#   bash scripts/gpu_session.sh            # on the GPU machine, from the repository root
-#   B=0.3 P=0.15 END=100 N=20 bash scripts/gpu_session.sh   # a plumbing check on a CPU
+#   bash scripts/gpu_session.sh pack                        # here: fill .gpu/ (~32 MB), then
+#   run(command="END=490 PLAN=2 bash scripts/gpu_session.sh", carry=[".gpu"])   # on the GPU machine
+#   B=0.3 P=0.15 END=100 N=20 PLAN=2 bash scripts/gpu_session.sh   # a plumbing check on a CPU
+if [ "${1:-}" = pack ]; then
+  set -e
+  mkdir -p .gpu/whl
+  tar -cJf .gpu/laser_data.tar.xz data/bible10 runs/vocab_bible10
+  tar -cJf .gpu/mt_data.tar.xz data/bible runs/bench_mt/vocab
+  tar -cJf .gpu/sum_data.tar.xz data/debian/manifest.json data/debian/*.en* runs/bench_sum/vocab runs/bench_sum/test
+  .venv/bin/python -m pip download -q --no-deps -d .gpu/whl rouge-score==0.1.2 nltk defusedxml
+  du -sh .gpu
+  exit 0
+fi
 set -u
 T0=$(date +%s)
-B=${B:-6} P=${P:-3.5} END=${END:-480} N=${N:-1000}  # minutes per system, of which pretraining; laser's end (s); test size
+B=${B:-6} P=${P:-3.5} END=${END:-480} N=${N:-1000} PLAN=${PLAN:-1}  # minutes per system, of which pretraining; laser's end (s); test size
 OUT=${OUT:-/tmp/gpu_out}
 G=runs/gpu
 mkdir -p "$OUT" "$G"
@@ -32,19 +51,30 @@ SMI=$!
 echo "setup done at $(since) s"
 
 # --- issue 3: generation benchmarks, one process per system (each trains on the shared GPU)
-for s in scratch mass xlm; do
-  timeout $((END + 30)) $PY benchmarks/mt_pretraining.py --out $G/mt_$s --vocab runs/bench_mt/vocab --pairs en-de \
-    --max-examples 2000 --budget $B --pretrain $P --n-test $N --systems $s > $G/mt_$s.log 2>&1 &
-done
-for s in unilm mass; do
-  mkdir -p $G/sum_$s && cp -r runs/bench_sum/vocab runs/bench_sum/test $G/sum_$s/
-  timeout $((END + 30)) $PY benchmarks/summarization.py --out $G/sum_$s --budget $B --pretrain $P --n-test $N \
-    --systems $s > $G/sum_$s.log 2>&1 &
-done
+mt() {  # mt NAME SYSTEM [--ft-set ...]
+  local name=$1 sys=$2; shift 2
+  timeout $((END + 30)) $PY benchmarks/mt_pretraining.py --out $G/$name --vocab runs/bench_mt/vocab --pairs en-de \
+    --max-examples 2000 --budget $B --pretrain $P --n-test $N --systems $sys "$@" > $G/$name.log 2>&1 &
+}
+summ() {  # summ NAME SYSTEM [--ft-set ...]
+  local name=$1 sys=$2; shift 2
+  mkdir -p $G/$name && cp -r runs/bench_sum/vocab runs/bench_sum/test $G/$name/
+  timeout $((END + 30)) $PY benchmarks/summarization.py --out $G/$name --budget $B --pretrain $P --n-test $N \
+    --systems $sys "$@" > $G/$name.log 2>&1 &
+}
+if [ "$PLAN" = 1 ]; then
+  for s in scratch mass xlm; do mt mt_$s $s; done
+  for s in unilm mass; do summ sum_$s $s; done
+  BATCH=16384
+else
+  for s in scratch mass xlm; do mt mt_${s}_best $s --ft-set trainer.valid_every=200 --ft-set trainer.best_metric=ce/avg; done
+  summ sum_unilm_pseudo unilm --ft-set seq2seq.corruption=pseudo
+  BATCH=32768
+fi
 
 # --- issue 4: the embedder. A short smoke run first (fails fast, and measures updates/s under
 # the same sharing), then the real run with its linear schedule laid out over the minutes left.
-LASER="--config configs/laser_bible.yaml --set data.max_tokens=16384 --set trainer.warmup_steps=300 --set trainer.progress=false"
+LASER="--config configs/laser_bible.yaml --set data.max_tokens=$BATCH --set trainer.warmup_steps=300 --set trainer.progress=false"
 rm -rf /tmp/laser_smoke
 if ! $X train $LASER --out /tmp/laser_smoke --set trainer.max_steps=80 --set trainer.log_every=20 \
     --set trainer.valid_every=80 --set trainer.save_every=80 > $G/laser_smoke.log 2>&1; then
