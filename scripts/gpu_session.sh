@@ -18,7 +18,7 @@
 #
 #   bash scripts/gpu_session.sh pack                        # here: fill .gpu/ (~32 MB), then
 #   run(command="END=490 PLAN=2 bash scripts/gpu_session.sh", carry=[".gpu"])   # on the GPU machine
-#   B=0.3 P=0.15 END=100 N=20 PLAN=2 bash scripts/gpu_session.sh   # a plumbing check on a CPU
+#   G=/tmp/gpu_check B=0.4 P=0.2 END=200 N=20 BATCH=2048 PLAN=2 bash scripts/gpu_session.sh   # plumbing check, CPU
 if [ "${1:-}" = pack ]; then
   set -e
   mkdir -p .gpu/whl
@@ -33,10 +33,10 @@ set -u
 T0=$(date +%s)
 B=${B:-6} P=${P:-3.5} END=${END:-480} N=${N:-1000} PLAN=${PLAN:-1}  # minutes per system, of which pretraining; laser's end (s); test size
 OUT=${OUT:-/tmp/gpu_out}
-G=runs/gpu
+G=${G:-runs/gpu}
 mkdir -p "$OUT" "$G"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-PY=python3
+PY=${PY:-python3}
 X="$PY -m xling.cli"
 since() { echo $(( $(date +%s) - T0 )); }
 
@@ -65,11 +65,11 @@ summ() {  # summ NAME SYSTEM [--ft-set ...]
 if [ "$PLAN" = 1 ]; then
   for s in scratch mass xlm; do mt mt_$s $s; done
   for s in unilm mass; do summ sum_$s $s; done
-  BATCH=16384
+  BATCH=${BATCH:-16384}
 else
   for s in scratch mass xlm; do mt mt_${s}_best $s --ft-set trainer.valid_every=200 --ft-set trainer.best_metric=ce/avg; done
   summ sum_unilm_pseudo unilm --ft-set seq2seq.corruption=pseudo
-  BATCH=32768
+  BATCH=${BATCH:-32768}
 fi
 
 # --- issue 4: the embedder. A short smoke run first (fails fast, and measures updates/s under
@@ -104,6 +104,6 @@ for f in $G/*.log; do echo "== $f"; tail -12 "$f"; done
 tar -cf /tmp/laser.tar $G/laser/model $G/laser/summary.json $G/laser/metrics.jsonl $G/laser/curves.png \
   $G/laser.log $G/laser_plan.txt $G/laser_smoke.log 2>/dev/null
 split -b 15M -d /tmp/laser.tar "$OUT/laser.tar."
-tar -czf "$OUT/results.tar.gz" --exclude='*/model' --exclude='*/checkpoints' --exclude='*/vocab' \
+tar -czf "$OUT/results.tar.gz" --exclude='*/model' --exclude='*/best' --exclude='*/checkpoints' --exclude='*/vocab' \
   --exclude="$G/laser" --exclude='*.desc' $G 2>/dev/null
 ls -la "$OUT"

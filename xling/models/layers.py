@@ -84,7 +84,8 @@ class LayerKV:
         out = new.new_empty(B, H, L + t, hd)
         if self._index is None:
             out[:, :, :L] = old
-        elif torch.is_grad_enabled() and old.requires_grad:  # out= does not record autograd
+        elif old.device.type != "cpu" or (torch.is_grad_enabled() and old.requires_grad):
+            # out= records no autograd; a strided out= is only measured (and needed) on the CPU
             out[:, :, :L] = old.index_select(0, self._index)
         else:
             torch.index_select(old, 0, self._index, out=out[:, :, :L])
