@@ -131,6 +131,33 @@ def test_unilm_pretraining_then_summarization_finetuning(workdir, capsys):
     assert len(lines) == 4 and lines[1] == "" and lines[3] == ""  # 3 outputs, the empty input stays empty
 
 
+def test_causal_unilm_finetuning_is_recorded_and_decoded_that_way(workdir, monkeypatch):
+    """seq2seq.corruption=causal is written to the model's record; load_generation_model reads
+    it and `xling generate` drives the causal step decoder (no <mask> fed)."""
+    from xling.generation import api
+    from xling.generation.unilm import UnilmStepDecoder
+
+    ft = workdir / "unilm-causal"
+    assert _train(workdir, ft, "objectives=[{type: summarization, langs: [en]}]", "seq2seq.corruption=causal") == 0
+    meta = json.loads((ft / "model" / "config.json").read_text())
+    assert meta["extra"]["pretrain"]["seq2seq_corruption"] == "causal"
+    model, _ = api.load_generation_model(ft / "model")
+    assert model.seq2seq_decoding == "causal"
+    made = []
+    real = api.step_decoder
+    monkeypatch.setattr(api, "step_decoder", lambda *a: made.append(real(*a)) or made[-1])
+    src, out = workdir / "docs_causal.txt", workdir / "sums_causal.txt"
+    src.write_text("In the beginning God created the heaven\n", encoding="utf-8")
+    assert main(["generate", "--model", str(ft / "model"), "--lang", "en", "--input", str(src), "--output", str(out),
+                 "--beam", "2", "--max-len-b", "5"]) == 0
+    assert made and all(isinstance(d, UnilmStepDecoder) and d.causal for d in made)
+    # without the record (UNILM's own fine-tuning, older models) decoding feeds <mask>
+    from xling.generation.decoders import unilm_decoding
+
+    assert unilm_decoding({"extra": {"pretrain": {"seq2seq_corruption": "bert"}}}) == "mask"
+    assert unilm_decoding({"extra": {}}) == "mask"
+
+
 @pytest.mark.parametrize(
     "extra, match",
     [

@@ -447,3 +447,38 @@ def test_pseudo_training_logits_equal_incremental_decoding():
         h2 = model(b2["tokens"], langs=b2["langs"], positions=b2["positions"], attn_mask=b2["attn_mask"])
         lp2 = torch.log_softmax(model.lm_logits(h2[0, b2["targets"][0] != IGNORE]).float(), -1)
     assert (lp2[1:] - train_lp[1:]).abs().max() > 0.1
+
+
+# ---------------------------------------------------------------- causal (prefix-LM) fine-tuning
+
+def test_causal_batch_by_hand():
+    """``<s> x </s> <s> y </s>``: the target segment starts with <s> (target language); each
+    of its rows but the last predicts the next token; nothing is masked or corrupted."""
+    obj = UnilmSeq2SeqObjective(V, UnilmSeq2SeqConfig(corruption="causal"))
+    b = obj.make_batch([([10, 11, 12], [20, 21]), ([13], [22, 23, 24])], (1, 2), np.random.default_rng(0))
+    I = IGNORE
+    assert b["tokens"].tolist() == [[BOS, 10, 11, 12, EOS, BOS, 20, 21, EOS], [BOS, 13, EOS, BOS, 22, 23, 24, EOS, 0]]
+    assert b["targets"].tolist() == [[I, I, I, I, I, 20, 21, EOS, I], [I, I, I, 22, 23, 24, EOS, I, I]]
+    assert b["langs"].tolist() == [[1] * 5 + [2] * 4, [1] * 3 + [2] * 5 + [0]]
+    assert torch.equal(b["attn_mask"], masks.seq2seq(torch.tensor([5, 3]), 9))
+
+
+def test_causal_training_logits_equal_incremental_decoding():
+    """The logits of causal fine-tuning at each target row equal the causal step decoder's
+    step given the gold prefix (<s> fed at step 0, no <mask>, nothing truncated)."""
+    model = tiny(seed=4, init_std=0.3).eval()
+    obj = UnilmSeq2SeqObjective(V, UnilmSeq2SeqConfig(corruption="causal"))
+    src, tgt = [10, 11, 12, 13], [20, 21, 22]
+    b = obj.make_batch([(src, tgt)], (1, 2), np.random.default_rng(0))
+    with torch.no_grad():
+        h = model(b["tokens"], langs=b["langs"], positions=b["positions"], attn_mask=b["attn_mask"])
+        train_lp = torch.log_softmax(model.lm_logits(h[0, b["targets"][0] != IGNORE]).float(), -1)  # (4, V)
+    dec = unilm_step_decoder(model, [src], src_lang=1, tgt_lang=2, bos_id=BOS, eos_id=EOS, mask_id=MASK, causal=True)
+    prev = torch.tensor([BOS])
+    for j, gold in enumerate(tgt + [EOS]):
+        assert torch.allclose(dec.step(prev)[0], train_lp[j], atol=1e-4), j
+        prev = torch.tensor([gold])
+    assert len(dec.cache) == 6 + len(tgt) + 1  # <s> x </s>, then <s> y: every fed token stays
+    # the <mask> decoder reads the same model differently: the check has teeth
+    other = unilm_step_decoder(model, [src], src_lang=1, tgt_lang=2, bos_id=BOS, eos_id=EOS, mask_id=MASK)
+    assert (other.step(torch.tensor([BOS]))[0] - train_lp[0]).abs().max() > 0.1

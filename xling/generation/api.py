@@ -24,7 +24,13 @@ from tqdm import tqdm
 
 from xling.errors import XlingError, unknown
 from xling.generation.base import GenerationConfig
-from xling.generation.decoders import check_decodable, max_source_len, step_decoder, trained_objectives
+from xling.generation.decoders import (
+    check_decodable,
+    max_source_len,
+    step_decoder,
+    trained_objectives,
+    unilm_decoding,
+)
 from xling.generation.search import generate
 from xling.models.encoder import TransformerEncoder
 from xling.models.io import read_model_config
@@ -67,6 +73,8 @@ def load_generation_model(model_dir: str | os.PathLike, device: str = "cpu", qua
     model = MODEL_CLASSES[meta["model_type"]].from_pretrained(model_dir, device=device).eval()
     if quantize:
         model = quantize_for_inference(model, quantize)
+    if isinstance(model, TransformerEncoder):
+        model.seq2seq_decoding = unilm_decoding(meta)  # read by step_decoder
     return model, Vocab.load(model_dir)
 
 

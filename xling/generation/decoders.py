@@ -63,6 +63,15 @@ def check_decodable(model_dir_meta: Mapping[str, Any], where: str = "model") -> 
                          f"translation first (UNILM seq2seq, or TransformerSeq2Seq.from_encoder)")
 
 
+def unilm_decoding(model_dir_meta: Mapping[str, Any]) -> str:
+    """How a UNILM encoder generates (:mod:`xling.generation.unilm`), from its training record:
+    ``"causal"`` when its last training was seq2seq fine-tuning with ``seq2seq.corruption:
+    causal`` (each fed token's row predicts the next), else ``"mask"`` (a ``<mask>`` after the
+    prefix predicts: UNILM's own fine-tuning, 70% masked or pseudo-masked, and its pretraining)."""
+    pre = (model_dir_meta.get("extra") or {}).get("pretrain") or {}
+    return "causal" if pre.get("seq2seq_corruption") == "causal" else "mask"
+
+
 def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -134,6 +143,8 @@ def step_decoder(model: torch.nn.Module, src: Sequence[Sequence[int]], src_lang:
                  bos_id: int = BOS, eos_id: int = EOS) -> StepDecoder:
     """A StepDecoder decoding ``src`` (token ids without <s>/</s>) from language id
     ``src_lang`` into ``tgt_lang``. Put the model in eval mode first; steps run without grad.
+    A UNILM encoder decodes as its ``seq2seq_decoding`` attribute says (``"mask"`` unless
+    :func:`xling.generation.api.load_generation_model` read ``"causal"`` from its record).
 
     Whether an encoder was trained to decode is not checked here (an in-memory model has
     no record of its training): :func:`check_decodable` does it when a model is loaded.
@@ -143,5 +154,6 @@ def step_decoder(model: torch.nn.Module, src: Sequence[Sequence[int]], src_lang:
     if isinstance(model, TransformerEncoder):
         from xling.generation.unilm import unilm_step_decoder
 
-        return unilm_step_decoder(model, src, src_lang, tgt_lang, bos_id=bos_id, eos_id=eos_id)
+        return unilm_step_decoder(model, src, src_lang, tgt_lang, bos_id=bos_id, eos_id=eos_id,
+                                  causal=getattr(model, "seq2seq_decoding", "mask") == "causal")
     raise XlingError(f"{type(model).__name__}: no step decoder for this model type")

@@ -15,6 +15,11 @@ Decoding mirrors that:
   ``cache.truncate`` drops the ``<mask>``'s keys/values and keeps ``y_{t-1}``'s.
 Target tokens carry the target language id.
 
+With ``causal=True`` (a model fine-tuned with ``seq2seq.corruption: causal``, whose target
+segment is ``<s> y </s>`` and each of whose target rows predicts the next token) there is no
+``<mask>``: step t feeds ``prev`` (``<s>`` at step 0) at position ``src_len + t`` and reads the
+log-probs at that token, which stays in the cache, as in an encoder-decoder's decoder.
+
 Ragged sources are **right-padded**; each row keeps its own position offset
 (``src_len`` of that row), so real tokens always sit at positions 0..len-1 and the
 target follows the row's own source. The padding columns stay in the cache as keys
@@ -52,6 +57,7 @@ class UnilmStepDecoder:
         bos_id: int = BOS,
         eos_id: int = EOS,
         mask_id: int = MASK,
+        causal: bool = False,
     ) -> None:
         if not len(src):
             raise XlingError("UNILM decoding: no source to decode")
@@ -59,6 +65,7 @@ class UnilmStepDecoder:
         self.model = model
         self.tgt_lang = tgt_lang
         self.mask_id = mask_id
+        self.causal = causal
         self.device = next(model.parameters()).device
         rows = [with_bos_eos(x, bos_id, eos_id) for x in src]  # each (len(x) + 2,)
         self.src_lens = torch.tensor([len(r) for r in rows], device=self.device)  # (N,) source segment lengths
@@ -84,10 +91,12 @@ class UnilmStepDecoder:
             )
 
     def step(self, prev: torch.Tensor) -> torch.Tensor:
-        """prev (N,) previous target tokens (ignored at step 0) -> log-probs (N, V) float32."""
+        """prev (N,) previous target tokens (ignored at step 0 unless causal) -> log-probs (N, V) float32."""
         N = self.src_lens.shape[0]
         mask_tok = torch.full((N, 1), self.mask_id, dtype=torch.long, device=self.device)
-        if self.t == 0:
+        if self.causal:
+            new = prev.to(self.device, torch.long).view(N, 1)  # (N, 1), <s> at step 0
+        elif self.t == 0:
             new = mask_tok  # (N, 1)
         else:
             new = torch.cat([prev.to(self.device, torch.long).view(N, 1), mask_tok], dim=1)  # (N, 2)
@@ -106,8 +115,9 @@ class UnilmStepDecoder:
                 attn_mask=masks.causal(k, past=L, device=self.device),
                 cache=self.cache,
             )  # (N, k, D)
-            logits = self.model.lm_logits(h[:, -1])  # (N, V) at <mask>
-        self.cache.truncate(L + k - 1)  # keep y_{t-1}, drop <mask>
+            logits = self.model.lm_logits(h[:, -1])  # (N, V) at <mask> (causal: at the token fed)
+        if not self.causal:
+            self.cache.truncate(L + k - 1)  # keep y_{t-1}, drop <mask>
         self.t += 1
         return torch.log_softmax(logits.float(), dim=-1)
 
@@ -126,8 +136,10 @@ def unilm_step_decoder(
     bos_id: int = BOS,
     eos_id: int = EOS,
     mask_id: int = MASK,
+    causal: bool = False,
 ) -> UnilmStepDecoder:
     """A StepDecoder for ``src`` (token ids without <s>/</s>), translating/summarizing
-    from language id ``src_lang`` into ``tgt_lang``. Put the model in eval mode first
+    from language id ``src_lang`` into ``tgt_lang``; ``causal``: the model was fine-tuned with
+    ``seq2seq.corruption: causal`` (see the module doc). Put the model in eval mode first
     (dropout would make every step random); the decoder runs under ``torch.inference_mode``."""
-    return UnilmStepDecoder(model, src, src_lang, tgt_lang, bos_id, eos_id, mask_id)
+    return UnilmStepDecoder(model, src, src_lang, tgt_lang, bos_id, eos_id, mask_id, causal)

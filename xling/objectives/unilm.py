@@ -24,7 +24,10 @@ seq2seq mask, and a fraction (0.7) of the *target* tokens, the final ``</s>`` in
 (the model learns to stop), chosen and predicted. The chosen tokens are corrupted
 80/10/10 by default (UNILM v1's fine-tuning does so; ``corruption="mask"`` replaces
 them all by ``<mask>``). The incremental decoder (:mod:`xling.generation.unilm`) feeds
-``<mask>`` at the position to predict, which matches both.
+``<mask>`` at the position to predict, which matches both. ``corruption="pseudo"`` is
+UNILMv2's pseudo-masking (:meth:`UnilmSeq2SeqObjective._pseudo_batch`); ``"causal"`` lays
+the pair out as ``<s> x </s> <s> y </s>`` and trains each target row to predict the next
+token (a prefix LM), decoded without ``<mask>``.
 
 Batches: ``tokens, langs, positions (B, T) long; attn_mask (T, T) or (B, T, T) bool;
 targets (B, T)`` (IGNORE where no loss), so :func:`masked_lm_loss` works unchanged;
@@ -55,7 +58,7 @@ from xling.objectives.base import masked_lm_loss
 
 MASK_TYPES = ("bidi", "s2s", "l2r", "r2l")  # short names used in stats: loss/unilm-<type>
 SPLITS = ("sentence", "random")
-CORRUPTIONS = ("bert", "mask", "pseudo")
+CORRUPTIONS = ("bert", "mask", "pseudo", "causal")
 
 
 @dataclass
@@ -200,7 +203,9 @@ class UnilmSeq2SeqConfig:
     tgt_mask_prob: float = 0.7  # fraction of target tokens (final </s> included) chosen and predicted
     # chosen target tokens: "bert" = 80/10/10 as in masking | "mask" = all <mask> | "pseudo" = UNILMv2's
     # pseudo-masking: every target token is predicted from a <mask> appended after the target, which
-    # sees the real earlier target tokens, as in decoding (tgt_mask_prob is then unused)
+    # sees the real earlier target tokens, as in decoding (tgt_mask_prob is then unused) | "causal" = no
+    # <mask>: the target segment is <s> y </s> and each of its rows predicts the next token, a prefix
+    # LM under the seq2seq mask, like an encoder-decoder's teacher forcing (tgt_mask_prob unused)
     corruption: str = "bert"
     masking: MaskingConfig = field(default_factory=MaskingConfig)  # p_mask/p_random of "bert", mask_id
     max_src_len: int = 254  # source tokens kept (without <s> </s>); longer sources are cut
@@ -234,34 +239,44 @@ class UnilmSeq2SeqObjective:
         src_lang, tgt_lang = lang_ids
         if c.corruption == "pseudo":
             return self._pseudo_batch(pairs, src_lang, tgt_lang)
-        toks, langs, src_lens = zip(*self._examples(pairs, src_lang, tgt_lang))
+        causal = c.corruption == "causal"
+        toks, langs, src_lens = zip(*self._examples(pairs, src_lang, tgt_lang, tgt_bos=causal))
         tokens = pad_batch(toks)  # (B, T)
         B, T = tokens.shape
         lens = np.array([len(t) for t in toks])
         n_src = np.array(src_lens)
         pos = np.arange(T)[None, :]  # (1, T)
         in_tgt = (pos >= n_src[:, None]) & (pos < lens[:, None])  # (B, T) target segment, final </s> included
-        chosen = choose_units(in_tgt, c.tgt_mask_prob, rng, NgramConfig(ngram_prob=0.0)) >= 0  # (B, T)
-        if c.corruption == "mask":
-            inputs = np.where(chosen, c.masking.mask_id, tokens)
+        if causal:  # target segment <s> y </s>: its row p predicts token p + 1
+            inputs = tokens
+            nxt = np.concatenate([tokens[:, 1:], np.zeros((B, 1), dtype=tokens.dtype)], 1)  # (B, T)
+            predicts = in_tgt & np.concatenate([in_tgt[:, 1:], np.zeros((B, 1), bool)], 1)  # rows n .. len-2
+            targets = np.where(predicts, nxt, IGNORE)
         else:
-            inputs = corrupt(tokens, chosen, self.vocab_size, rng, c.masking)
+            chosen = choose_units(in_tgt, c.tgt_mask_prob, rng, NgramConfig(ngram_prob=0.0)) >= 0  # (B, T)
+            if c.corruption == "mask":
+                inputs = np.where(chosen, c.masking.mask_id, tokens)
+            else:
+                inputs = corrupt(tokens, chosen, self.vocab_size, rng, c.masking)
+            targets = np.where(chosen, tokens, IGNORE)
         src_lens_t = torch.from_numpy(n_src)  # (B,)
         return {
             "tokens": torch.from_numpy(inputs),
             "langs": torch.from_numpy(pad_batch(langs)),
             "positions": torch.arange(T).expand(B, T).contiguous(),
             "attn_mask": masks.seq2seq(src_lens_t, T),
-            "targets": torch.from_numpy(np.where(chosen, tokens, IGNORE)),
+            "targets": torch.from_numpy(targets),
             "src_lens": src_lens_t,
         }
 
     def _examples(self, pairs: list[tuple[Sequence[int], Sequence[int]]], src_lang: int,
-                  tgt_lang: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
-        """:func:`seq2seq_example` of each pair, source and target cut to the configured lengths."""
+                  tgt_lang: int, tgt_bos: bool = False) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """:func:`seq2seq_example` of each pair, source and target cut to the configured lengths;
+        ``tgt_bos``: the target segment starts with ``<s>`` (in the target language)."""
         c = self.config
-        return [seq2seq_example(x[: c.max_src_len], y[: c.max_tgt_len], src_lang, tgt_lang, self.bos_id, self.eos_id)
-                for x, y in pairs]
+        start = [self.bos_id] if tgt_bos else []
+        return [seq2seq_example(x[: c.max_src_len], start + list(y[: c.max_tgt_len]), src_lang, tgt_lang,
+                                self.bos_id, self.eos_id) for x, y in pairs]
 
     def _pseudo_batch(self, pairs: list[tuple[Sequence[int], Sequence[int]]], src_lang: int,
                       tgt_lang: int) -> dict[str, Any]:

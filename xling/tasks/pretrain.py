@@ -35,6 +35,7 @@ from xling.objectives.mixture import MixtureBatches
 from xling.tasks import build as tb
 from xling.tasks import sentence as ts
 from xling.tasks.build import (
+    SEQ2SEQ_TYPES,
     STREAM_TYPES,
     BuildSettings,
     MassSpec,
@@ -256,6 +257,8 @@ def run_pretraining(
     extra = {"pretrain": {"objectives": [to_dict(o) for o in cfg.objectives], "stream_len": cfg.data.stream_len,
                           "max_pair_len": cfg.data.max_pair_len, "max_len": cfg.data.max_len,
                           "max_tgt_len": cfg.data.max_tgt_len, "init": cfg.init or None}}
+    if cfg.model_type == "encoder" and any(o.type in SEQ2SEQ_TYPES for o in cfg.objectives):
+        extra["pretrain"]["seq2seq_corruption"] = cfg.seq2seq.corruption  # how it decodes (generation.unilm)
     if cfg.init:
         prev = read_model_config(cfg.init).get("extra") or {}
         extra["init_extra"] = {k: v for k, v in prev.items() if k != "init_extra"}
