@@ -8,8 +8,8 @@
 # PLAN=2 (the follow-ups it left):
 #   - the same low-resource MT with early stopping on validation CE (trainer.best_metric), all
 #     three systems, so scratch's overfitting is not what separates them;
-#   - UNILM summarization with UNILMv2 pseudo-masking (seq2seq.corruption=pseudo), the same budget
-#     as PLAN=1's UNILM (R1 25.68 with 70% masking);
+#   - UNILM summarization with UNILMv2 pseudo-masking (seq2seq.corruption=pseudo) and as a prefix
+#     LM (seq2seq.corruption=causal), the same budget as PLAN=1's UNILM (R1 25.68 with 70% masking);
 #   - the embedder with 2x larger batches (more in-batch negatives), in the time left.
 # Inputs (git-ignored, packed beforehand into .gpu/ by `bash scripts/gpu_session.sh pack` on the CPU
 # machine): data/bible10 + runs/vocab_bible10, data/bible + runs/bench_mt/vocab, data/debian (en) +
@@ -69,6 +69,7 @@ if [ "$PLAN" = 1 ]; then
 else
   for s in scratch mass xlm; do mt mt_${s}_best $s --ft-set trainer.valid_every=200 --ft-set trainer.best_metric=ce/avg; done
   summ sum_unilm_pseudo unilm --ft-set seq2seq.corruption=pseudo
+  summ sum_unilm_causal unilm --ft-set seq2seq.corruption=causal
   BATCH=${BATCH:-32768}
 fi
 
