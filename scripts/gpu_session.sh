@@ -24,8 +24,9 @@ if [ "${1:-}" = pack ]; then
   mkdir -p .gpu/whl
   tar -cJf .gpu/laser_data.tar.xz data/bible10 runs/vocab_bible10
   tar -cJf .gpu/mt_data.tar.xz data/bible runs/bench_mt/vocab
-  tar -cJf .gpu/sum_data.tar.xz data/debian/manifest.json data/debian/*.en* runs/bench_sum/vocab runs/bench_sum/test
-  .venv/bin/python -m pip download -q --no-deps -d .gpu/whl rouge-score==0.1.2 nltk defusedxml
+  tar -cJf .gpu/sum_data.tar.xz data/debian/manifest.json data/debian/{train,valid,test}.en{,.desc,.syn,.ids} \
+    runs/bench_sum/vocab runs/bench_sum/test
+  .venv/bin/python -m pip wheel -q --no-deps -w .gpu/whl rouge-score==0.1.2 nltk defusedxml
   du -sh .gpu
   exit 0
 fi
