@@ -423,17 +423,22 @@ def test_pseudo_batch_layout_and_padding():
     assert torch.equal(b["attn_mask"], masks.seq2seq_pseudo(torch.tensor([4, 3]), torch.tensor([2, 3]), 9))
 
 
+def _training_logprobs(model, corruption, src, tgt):
+    """Log-probs (targets, V) the fine-tuning loss of one (src, tgt) pair is computed on."""
+    obj = UnilmSeq2SeqObjective(V, UnilmSeq2SeqConfig(corruption=corruption, tgt_mask_prob=1.0))
+    b = obj.make_batch([(src, tgt)], (1, 2), np.random.default_rng(0))
+    with torch.no_grad():
+        h = model(b["tokens"], langs=b["langs"], positions=b["positions"], attn_mask=b["attn_mask"])
+        return torch.log_softmax(model.lm_logits(h[0, b["targets"][0] != IGNORE]).float(), -1)
+
+
 def test_pseudo_training_logits_equal_incremental_decoding():
     """The loss of pseudo-masked fine-tuning is computed on exactly the distributions that
     decoding samples from: the logits at pseudo token j equal the decoder's step j given the
     gold target prefix (KV cache, one step at a time)."""
     model = tiny(seed=3, init_std=0.3).eval()  # large weights: the context moves the logits a lot
-    obj = UnilmSeq2SeqObjective(V, UnilmSeq2SeqConfig(corruption="pseudo"))
     src, tgt = [10, 11, 12, 13], [20, 21, 22]
-    b = obj.make_batch([(src, tgt)], (1, 2), np.random.default_rng(0))
-    with torch.no_grad():
-        h = model(b["tokens"], langs=b["langs"], positions=b["positions"], attn_mask=b["attn_mask"])
-        train_lp = torch.log_softmax(model.lm_logits(h[0, b["targets"][0] != IGNORE]).float(), -1)  # (4, V)
+    train_lp = _training_logprobs(model, "pseudo", src, tgt)  # (4, V)
     dec = unilm_step_decoder(model, [src], src_lang=1, tgt_lang=2, bos_id=BOS, eos_id=EOS, mask_id=MASK)
     prev = torch.tensor([0])
     for j, gold in enumerate(tgt + [EOS]):
@@ -441,11 +446,7 @@ def test_pseudo_training_logits_equal_incremental_decoding():
         assert torch.allclose(step_lp, train_lp[j], atol=1e-4), j
         prev = torch.tensor([gold])
     # with BERT-style corruption the model sees a different (masked) left context in training
-    other = UnilmSeq2SeqObjective(V, UnilmSeq2SeqConfig(corruption="mask", tgt_mask_prob=1.0))
-    b2 = other.make_batch([(src, tgt)], (1, 2), np.random.default_rng(0))
-    with torch.no_grad():
-        h2 = model(b2["tokens"], langs=b2["langs"], positions=b2["positions"], attn_mask=b2["attn_mask"])
-        lp2 = torch.log_softmax(model.lm_logits(h2[0, b2["targets"][0] != IGNORE]).float(), -1)
+    lp2 = _training_logprobs(model, "mask", src, tgt)  # every target token <mask>
     assert (lp2[1:] - train_lp[1:]).abs().max() > 0.1
 
 
@@ -467,12 +468,8 @@ def test_causal_training_logits_equal_incremental_decoding():
     """The logits of causal fine-tuning at each target row equal the causal step decoder's
     step given the gold prefix (<s> fed at step 0, no <mask>, nothing truncated)."""
     model = tiny(seed=4, init_std=0.3).eval()
-    obj = UnilmSeq2SeqObjective(V, UnilmSeq2SeqConfig(corruption="causal"))
     src, tgt = [10, 11, 12, 13], [20, 21, 22]
-    b = obj.make_batch([(src, tgt)], (1, 2), np.random.default_rng(0))
-    with torch.no_grad():
-        h = model(b["tokens"], langs=b["langs"], positions=b["positions"], attn_mask=b["attn_mask"])
-        train_lp = torch.log_softmax(model.lm_logits(h[0, b["targets"][0] != IGNORE]).float(), -1)  # (4, V)
+    train_lp = _training_logprobs(model, "causal", src, tgt)  # (4, V)
     dec = unilm_step_decoder(model, [src], src_lang=1, tgt_lang=2, bos_id=BOS, eos_id=EOS, mask_id=MASK, causal=True)
     prev = torch.tensor([BOS])
     for j, gold in enumerate(tgt + [EOS]):
