@@ -223,7 +223,7 @@ class MultiHeadAttention(nn.Module):
             q, k, v = self._heads(self.qkv_proj(x), 3)  # (B, H, T, hd) each
             if cache is not None:
                 k, v = cache.append(k, v)  # (B, H, L + T, hd)
-        if cache is not None and q.shape[2] <= FEW_QUERIES and not (self.training and self.dropout):
+        if cache is not None and q.shape[2] <= FEW_QUERIES and not is_causal and not (self.training and self.dropout):
             y = few_query_attention(q, k, v, attn_mask)  # decoding steps: faster than SDPA's kernel
         else:
             y = F.scaled_dot_product_attention(
