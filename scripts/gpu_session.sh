@@ -16,7 +16,7 @@
 # runs/bench_sum/{vocab,test}, and the rouge-score / nltk / defusedxml wheels. Results land in
 # runs/gpu/ and, packed, in $OUT.
 #
-#   bash scripts/gpu_session.sh pack                        # here: fill .gpu/ (~32 MB), then
+#   bash scripts/gpu_session.sh pack                        # here: fill .gpu/ (~38 MB), then
 #   run(command="END=490 PLAN=2 bash scripts/gpu_session.sh", carry=[".gpu"])   # on the GPU machine
 #   G=/tmp/gpu_check B=0.4 P=0.2 END=200 N=20 BATCH=2048 PLAN=2 bash scripts/gpu_session.sh   # plumbing check, CPU
 if [ "${1:-}" = pack ]; then

@@ -93,13 +93,12 @@ class UnilmStepDecoder:
     def step(self, prev: torch.Tensor) -> torch.Tensor:
         """prev (N,) previous target tokens (ignored at step 0 unless causal) -> log-probs (N, V) float32."""
         N = self.src_lens.shape[0]
-        mask_tok = torch.full((N, 1), self.mask_id, dtype=torch.long, device=self.device)
+        prev = prev.to(self.device, torch.long).view(N, 1)  # (N, 1)
         if self.causal:
-            new = prev.to(self.device, torch.long).view(N, 1)  # (N, 1), <s> at step 0
-        elif self.t == 0:
-            new = mask_tok  # (N, 1)
+            new = prev  # (N, 1), <s> at step 0
         else:
-            new = torch.cat([prev.to(self.device, torch.long).view(N, 1), mask_tok], dim=1)  # (N, 2)
+            mask_tok = torch.full((N, 1), self.mask_id, dtype=torch.long, device=self.device)
+            new = mask_tok if self.t == 0 else torch.cat([prev, mask_tok], dim=1)  # (N, 1) or (N, 2)
         k = new.shape[1]
         positions = self.src_lens[:, None] + self.t - (k - 1) + torch.arange(k, device=self.device)  # (N, k)
         limit = self.model.config.max_positions

@@ -247,11 +247,10 @@ class UnilmSeq2SeqObjective:
         n_src = np.array(src_lens)
         pos = np.arange(T)[None, :]  # (1, T)
         in_tgt = (pos >= n_src[:, None]) & (pos < lens[:, None])  # (B, T) target segment, final </s> included
-        if causal:  # target segment <s> y </s>: its row p predicts token p + 1
+        if causal:  # target segment <s> y </s>: its row p predicts token p + 1 (rows n .. len-2)
             inputs = tokens
-            nxt = np.concatenate([tokens[:, 1:], np.zeros((B, 1), dtype=tokens.dtype)], 1)  # (B, T)
-            predicts = in_tgt & np.concatenate([in_tgt[:, 1:], np.zeros((B, 1), bool)], 1)  # rows n .. len-2
-            targets = np.where(predicts, nxt, IGNORE)
+            targets = np.full_like(tokens, IGNORE)
+            targets[:, :-1] = np.where(in_tgt[:, :-1] & in_tgt[:, 1:], tokens[:, 1:], IGNORE)
         else:
             chosen = choose_units(in_tgt, c.tgt_mask_prob, rng, NgramConfig(ngram_prob=0.0)) >= 0  # (B, T)
             if c.corruption == "mask":
