@@ -12,6 +12,7 @@
 #     UNILM (R1 25.68 with 70% masking), and with 2 of its 6 minutes pretraining instead of 3.5
 #     (UNILMv2's pseudo-masking, R1 6.77 against causal's 14.41 on the CPU, is left out);
 #   - the embedder with 2x larger batches (more in-batch negatives), in the time left.
+# PLAN=3: the embedder alone on the GPU with 4x larger batches (END=300 fits a 7-minute device budget).
 # Inputs (git-ignored, packed beforehand into .gpu/ by `bash scripts/gpu_session.sh pack` on the CPU
 # machine): data/bible10 + runs/vocab_bible10, data/bible + runs/bench_mt/vocab, data/debian (en) +
 # runs/bench_sum/{vocab,test}, and the rouge-score / nltk / defusedxml wheels. Results land in
@@ -68,6 +69,8 @@ if [ "$PLAN" = 1 ]; then
   for s in scratch mass xlm; do mt mt_$s $s; done
   for s in unilm mass; do summ sum_$s $s; done
   BATCH=${BATCH:-16384}
+elif [ "$PLAN" = 3 ]; then
+  BATCH=${BATCH:-65536}  # the embedder alone on the GPU, 4x stop 9's batch
 else
   for s in scratch mass xlm; do mt mt_${s}_best $s --ft-set trainer.valid_every=200 --ft-set trainer.best_metric=ce/avg; done
   summ sum_unilm_causal unilm --ft-set seq2seq.corruption=causal
