@@ -158,9 +158,67 @@ def test_causal_unilm_finetuning_is_recorded_and_decoded_that_way(workdir, monke
     assert unilm_decoding({"extra": {}}) == "mask"
 
 
+def _valid_records(run):
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r.get("split") == "valid"]
+
+
+def _regenerated(workdir, model_dir, objective, lang, n, tgt_lang):
+    """chrF / BLEU of the saved model on the first n valid pairs through the public text API
+    (texts in, greedy, texts out), the way a user would score it."""
+    from xling.evaluation.textmetrics import bleu
+    from xling.generation.api import generate_texts, load_generation_model
+    from xling.generation.base import GenerationConfig
+    from xling.tasks.build import ObjectiveSpec, build_tasks
+    from xling.tasks.pretrain import settings
+
+    cfg = load_config(PretrainConfig, TINY, _overrides(workdir))
+    vocab = Vocab.load(workdir / "vocab")
+    task = build_tasks([ObjectiveSpec(objective, [lang])], vocab, settings(cfg, vocab), split="valid", limit=n)[0]
+    srcs = [vocab.decode(x.tolist()) for x, _ in task.examples]
+    assert [vocab.encode(t) for t in srcs] == [x.tolist() for x, _ in task.examples]  # text round trip: same ids
+    refs = [vocab.decode(y.tolist()) for _, y in task.examples]
+    model, _ = load_generation_model(model_dir)
+    src_lang = lang.split("-")[0]
+    hyps = generate_texts(model, vocab, srcs, src_lang, tgt_lang, GenerationConfig(beam=1, max_len_a=0.0, max_len_b=40),
+                          progress=False)
+    return bleu(hyps, refs, tgt_lang)
+
+
+def test_validation_by_generation_keeps_the_best_chrf_model(workdir):
+    """seq2seq.valid_generate reports bleu/chrF of greedy outputs; best_metric chrf/avg (max)
+    keeps the best validation's weights, whose outputs score exactly that chrF again."""
+    run = workdir / "mt-gen-valid"
+    assert _train(workdir, run, "model_type=seq2seq", "objectives=[{type: translation, langs: [en-fr]}]",
+                  "seq2seq.valid_generate=6", "trainer.valid_every=2", "trainer.max_steps=8", "trainer.lr=3e-3",
+                  "trainer.best_metric=chrf/avg", "trainer.best_mode=max") == 0
+    valid = _valid_records(run)
+    assert [r["step"] for r in valid] == [2, 4, 6, 8]
+    for r in valid:
+        assert {"bleu/translation-en-fr", "chrf/translation-en-fr", "bleu/avg", "chrf/avg"} <= set(r)
+        assert r["chrf/avg"] == r["chrf/translation-en-fr"] and 0 <= r["bleu/avg"] <= 100
+    chrfs = [r["chrf/avg"] for r in valid]
+    best = _summary(run)["best"]
+    assert best["metric"] == "chrf/avg" and best["value"] == max(chrfs) and best["step"] == valid[chrfs.index(max(chrfs))]["step"]
+    again = _regenerated(workdir, run / "model", "translation", "en-fr", 6, "fr")
+    assert again["chrf"] == pytest.approx(best["value"], abs=1e-9)
+
+
+def test_validation_by_generation_decodes_a_causal_unilm_as_its_saved_model_does(workdir):
+    run = workdir / "unilm-causal-gen-valid"
+    assert _train(workdir, run, "objectives=[{type: summarization, langs: [en]}]", "seq2seq.corruption=causal",
+                  "seq2seq.valid_generate=5", "trainer.max_steps=6", "trainer.lr=3e-3") == 0
+    last = _valid_records(run)[-1]
+    assert last["step"] == 6 and "chrf/summarization-en" in last
+    again = _regenerated(workdir, run / "model", "summarization", "en", 5, "en")
+    assert again["chrf"] == pytest.approx(last["chrf/summarization-en"], abs=1e-9)
+    assert again["bleu"] == pytest.approx(last["bleu/summarization-en"], abs=1e-9)
+
+
 @pytest.mark.parametrize(
     "extra, match",
     [
+        (["seq2seq.valid_generate=-1"], "seq2seq.valid_generate"),
         (["objectives=[{type: mass, langs: [en]}]"], "needs model_type: seq2seq"),
         (["model_type=seq2seq", "objectives=[{type: unilm, langs: [en]}]"], "needs model_type: encoder"),
         (["objectives=[{type: translation, langs: [en]}]"], "should be a pair"),

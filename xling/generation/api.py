@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from xling.errors import XlingError, unknown
-from xling.generation.base import GenerationConfig
+from xling.generation.base import GenerationConfig, Hypothesis
 from xling.generation.decoders import (
     check_decodable,
     max_source_len,
@@ -136,6 +136,19 @@ def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], s
     if n_long:
         log.warning("%d of %d input lines are longer than %d tokens and were truncated", n_long, len(texts), budget)
         ids = [x[:budget] for x in ids]
+    hyps = generate_ids(model, vocab, ids, src_id, tgt_id, cfg, batch_size, max_tokens,
+                        progress=progress and len(texts) >= PROGRESS_MIN_LINES)
+    for j, hs in enumerate(hyps):
+        results[where[j]] = [(_one_line(vocab.decode(h.tokens)), h.score) for h in hs]
+    return results
+
+
+def generate_ids(model: torch.nn.Module, vocab: Vocab, ids: Sequence[Sequence[int]], src_id: int, tgt_id: int,
+                 cfg: GenerationConfig, batch_size: int = 64, max_tokens: int | None = None,
+                 progress: bool = False) -> list[list[Hypothesis]]:
+    """The hypotheses (best first) of every non-empty token-id source ``ids`` (no <s>/</s>,
+    already within the model's source budget), in input order: sorted by length into batches,
+    decoded in eval mode, put back. ``generate_nbest`` is this plus text in and out."""
     lengths = [len(x) for x in ids]
     order = sorted(range(len(ids)), key=lambda j: -lengths[j])
     rows = cfg.n_best if cfg.sampling else cfg.beam
@@ -145,9 +158,10 @@ def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], s
     if cfg.sampling:
         generator = torch.Generator(device=device)
         generator.manual_seed(cfg.seed)
+    results: list[list[Hypothesis]] = [[] for _ in ids]
     was_training = model.training
     model.eval()
-    bar = tqdm(total=len(ids), unit="line", file=sys.stderr, disable=not progress or len(texts) < PROGRESS_MIN_LINES)
+    bar = tqdm(total=len(ids), unit="line", file=sys.stderr, disable=not progress)
     try:
         for batch in batches:
             src = [ids[j] for j in batch]
@@ -155,7 +169,7 @@ def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], s
             hyps = generate(decoder, [len(x) for x in src], cfg, vocab.bos_id, vocab.eos_id, vocab.pad_id,
                             banned_ids=(vocab.mask_id,), generator=generator)
             for j, hs in zip(batch, hyps):
-                results[where[j]] = [(_one_line(vocab.decode(h.tokens)), h.score) for h in hs]
+                results[j] = hs
             bar.update(len(batch))
     finally:
         bar.close()

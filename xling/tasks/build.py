@@ -81,7 +81,10 @@ class UnilmSpec:
 class Seq2SeqSpec:
     label_smoothing: float = 0.1  # encoder-decoder: label smoothing of the teacher-forced loss
     tgt_mask_prob: float = 0.7  # UNILM fine-tuning: fraction of target tokens masked and predicted
-    corruption: str = "bert"  # UNILM fine-tuning: masked targets 80/10/10 ("bert") or all <mask> ("mask")
+    corruption: str = "bert"  # UNILM fine-tuning: masked targets 80/10/10 ("bert"), all <mask> ("mask"),
+    #   UNILMv2 pseudo-masks ("pseudo") or a prefix LM predicting each next token ("causal")
+    valid_generate: int = 0  # validation: greedy-decode the first N valid pairs of each translation /
+    #   summarization task, reporting bleu/<task>, chrf/<task>, bleu/avg (best_metric: bleu/avg); 0 = off
 
 
 def check_objectives(objectives: list[ObjectiveSpec], model_type: str) -> None:

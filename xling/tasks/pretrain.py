@@ -27,6 +27,7 @@ from xling.data.masking import MaskingConfig
 from xling.embeddings.model import SentenceEmbedder
 from xling.errors import XlingError, unknown
 from xling.evaluation.xlm import mlm_scores
+from xling.generation.decoders import unilm_decoding
 from xling.models.config import EncoderConfig, Seq2SeqConfig
 from xling.models.encoder import TransformerEncoder
 from xling.models.io import read_model_config, write_model_meta
@@ -109,6 +110,9 @@ def check_config(cfg: PretrainConfig) -> None:
     if not cfg.data.vocab and not cfg.init:
         raise XlingError("config data.vocab is required (or init, a model directory holding its vocabulary)")
     check_objectives(cfg.objectives, cfg.model_type)
+    n = cfg.seq2seq.valid_generate
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise XlingError(f"config seq2seq.valid_generate: must be an integer >= 0, got {n!r}")
 
 
 def _config_cls(model_type: str) -> type:
@@ -183,6 +187,9 @@ def make_valid_fn(cfg: PretrainConfig, vocab: Vocab, model_type: str):
             for lang in sorted(corpus_of)}
 
     retrieval = ts.retrieval_valid_fn(tasks, vocab) if model_type == "sentence" else None
+    from xling.tasks.valid_generation import generation_valid_fn
+
+    generation = generation_valid_fn(tasks, vocab, cfg.seq2seq.valid_generate, d.max_tgt_len)
 
     def valid_fn(model) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -211,6 +218,8 @@ def make_valid_fn(cfg: PretrainConfig, vocab: Vocab, model_type: str):
             out["ppl/tasks"] = math.exp(min(out["ce/avg"], 50.0))  # exp of the mean task cross-entropy
         if retrieval is not None:
             out.update(retrieval(model))
+        if generation is not None:
+            out.update(generation(model))
         return out
 
     return valid_fn
@@ -259,6 +268,7 @@ def run_pretraining(
                           "max_tgt_len": cfg.data.max_tgt_len, "init": cfg.init or None}}
     if cfg.model_type == "encoder" and any(o.type in SEQ2SEQ_TYPES for o in cfg.objectives):
         extra["pretrain"]["seq2seq_corruption"] = cfg.seq2seq.corruption  # how it decodes (generation.unilm)
+        model.seq2seq_decoding = unilm_decoding({"extra": extra})  # validation by generation decodes the same way
     if cfg.init:
         prev = read_model_config(cfg.init).get("extra") or {}
         extra["init_extra"] = {k: v for k, v in prev.items() if k != "init_extra"}
