@@ -13,6 +13,10 @@
 #     (UNILMv2's pseudo-masking, R1 6.77 against causal's 14.41 on the CPU, is left out);
 #   - the embedder with 2x larger batches (more in-batch negatives), in the time left.
 # PLAN=3: the embedder alone on the GPU with 4x larger batches (END=300 fits a 7-minute device budget).
+# PLAN=4 (what PLAN=2 left): the low-resource MT with early stopping on validation BLEU
+#   (seq2seq.valid_generate=200, trainer.best_metric=bleu/avg, max) instead of CE, which PLAN=2
+#   showed stops far too early; UNILM causal summarization with 1 of its 6 minutes pretraining
+#   (3.5 gave R1 37.3, 2 gave 39.4); the embedder with PLAN=2's batches in the time left.
 # Inputs (git-ignored, packed beforehand into .gpu/ by `bash scripts/gpu_session.sh pack` on the CPU
 # machine): data/bible10 + runs/vocab_bible10, data/bible + runs/bench_mt/vocab, data/debian (en) +
 # runs/bench_sum/{vocab,test}, and the rouge-score / nltk / defusedxml wheels. Results land in
@@ -69,6 +73,11 @@ if [ "$PLAN" = 1 ]; then
   for s in scratch mass xlm; do mt mt_$s $s; done
   for s in unilm mass; do summ sum_$s $s; done
   BATCH=${BATCH:-16384}
+elif [ "$PLAN" = 4 ]; then
+  for s in scratch mass xlm; do mt mt_${s}_bleu $s --ft-set seq2seq.valid_generate=200 --ft-set trainer.valid_every=200 \
+    --ft-set trainer.best_metric=bleu/avg --ft-set trainer.best_mode=max; done
+  summ sum_unilm_causal_p1 unilm --ft-set seq2seq.corruption=causal --pretrain 1
+  BATCH=${BATCH:-32768}
 elif [ "$PLAN" = 3 ]; then
   BATCH=${BATCH:-65536}  # the embedder alone on the GPU, 4x stop 9's batch
 else
