@@ -83,8 +83,8 @@ class Seq2SeqSpec:
     tgt_mask_prob: float = 0.7  # UNILM fine-tuning: fraction of target tokens masked and predicted
     corruption: str = "bert"  # UNILM fine-tuning: masked targets 80/10/10 ("bert"), all <mask> ("mask"),
     #   UNILMv2 pseudo-masks ("pseudo") or a prefix LM predicting each next token ("causal")
-    valid_generate: int = 0  # validation: greedy-decode the first N valid pairs of each translation /
-    #   summarization task, reporting bleu/<task>, chrf/<task>, bleu/avg (best_metric: bleu/avg); 0 = off
+    valid_generate: int = 0  # validation: greedy-decode the first N (<= data.valid_examples) valid pairs of each
+    #   translation / summarization task, reporting bleu/<task>, chrf/<task>, bleu/avg (best_metric: bleu/avg); 0 = off
 
 
 def check_objectives(objectives: list[ObjectiveSpec], model_type: str) -> None:

@@ -1,6 +1,6 @@
 """Validation by generation for translation and summarization (``seq2seq.valid_generate: N``).
 
-Every validation greedy-decodes the first N valid pairs of each ``translation`` /
+Every validation greedy-decodes the first N valid pairs (at most ``data.valid_examples``) of each ``translation`` /
 ``summarization`` task (outputs at most ``data.max_tgt_len`` tokens, the length targets were
 cut to in training) and scores the detokenised outputs against the detokenised references
 with sacrebleu: ``bleu/<task>``, ``chrf/<task>`` and their means ``bleu/avg``, ``chrf/avg``.
