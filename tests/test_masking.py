@@ -81,3 +81,23 @@ def test_token_budget_batches_cover_all_within_budget():
     assert waste / lengths.sum() < 0.15
     with pytest.raises(XlingError):
         token_budget_batches(np.array([500]), 400)
+
+
+def test_token_budget_batches_keep_groups_together():
+    rng = np.random.default_rng(1)
+    groups = np.repeat(rng.permutation(20), 8)  # 20 groups of 8 examples, in shuffled label order
+    lengths = np.full(160, 10)
+    batches = token_budget_batches(lengths, 80, rng, groups=groups)  # 8 examples a batch: one group each
+    assert sorted(np.concatenate(batches).tolist()) == list(range(160))
+    assert all(len(b) == 8 and len(set(groups[b].tolist())) == 1 for b in batches)
+    # uneven lengths and sizes: still every example once, within budget, groups laid out contiguously
+    lengths = rng.integers(3, 40, size=300)
+    groups = rng.integers(0, 12, size=300)
+    batches = token_budget_batches(lengths, 200, None, groups=groups)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(300))
+    assert all(len(b) * lengths[b].max() <= 200 for b in batches)
+    changes = np.count_nonzero(np.diff(groups[flat]))
+    assert changes == len(np.unique(groups)) - 1  # each group once, in one run
+    with pytest.raises(XlingError, match="groups"):
+        token_budget_batches(lengths, 200, None, groups=groups[:-1])

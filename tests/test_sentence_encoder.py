@@ -372,3 +372,46 @@ def test_config_errors_are_one_line(workdir, tmp_path, capsys):
         rc = main(["train", "--config", str(cfg), "--out", str(tmp_path / f"r{i}")])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and err[-1].startswith("xling: error:") and match in err[-1], (over, err)
+
+
+def test_hard_negatives_cluster_pairs_by_pivot_similarity(workdir, vocab, tmp_path):
+    """sentence.hard_negatives: each ranking pair gets the k-means cluster of its pivot
+    sentence; equal pivots share one; sentences of a cluster are closer than random ones;
+    `xling train` runs with it and batches stay within clusters."""
+    from xling.objectives.mixture import MixtureBatches
+    from xling.tasks.build import ObjectiveSpec, build_tasks
+    from xling.tasks.sentence import cluster_ranking_tasks
+
+    cfg = load_config(PretrainConfig, _train_config(workdir, tmp_path))
+    tasks = build_tasks([ObjectiveSpec("translation_ranking", ["fr"])], vocab, pretrain.settings(cfg, vocab))
+    torch.manual_seed(0)
+    model = SentenceEmbedder(tiny_config(vocab))
+    k = cluster_ranking_tasks(tasks, model, vocab, max_tokens=512)
+    t = tasks[0]
+    n = len(t.examples)
+    assert t.clusters.shape == (n,) and 1 < k < n and len(np.unique(t.clusters)) <= k
+    assert abs(k - n / (512 / t.lengths.mean())) <= 1  # about one batch of pairs per cluster
+    pivots = [tuple(y.tolist()) for _, y in t.examples]
+    for i in range(n):
+        for j in range(i + 1, n):
+            if pivots[i] == pivots[j]:
+                assert t.clusters[i] == t.clusters[j]
+    from xling.embeddings.api import embed_ids
+
+    e = torch.nn.functional.normalize(embed_ids(model, [y for _, y in t.examples], vocab.bos_id, vocab.eos_id), dim=-1)
+    dist = 1 - (e @ e.T).numpy()  # (n, n) cosine distances
+
+    def within(labels):  # mean distance between different pairs sharing a label
+        same = labels[:, None] == labels[None, :]
+        np.fill_diagonal(same, False)
+        return dist[same].mean()
+
+    shuffled = [within(np.random.default_rng(s).permutation(t.clusters)) for s in range(20)]
+    assert within(t.clusters) < 0.85 * min(shuffled)  # closer than the same cluster sizes drawn at random
+    batches = MixtureBatches(tasks, max_tokens=512, seed=0)
+    plan = batches._plan(0, 0)
+    mixed = sum(len(set(t.clusters[b].tolist())) > 1 for b in plan)
+    assert mixed <= len(np.unique(t.clusters))  # a batch spans at most one cluster boundary per cluster
+    cfg_path = _train_config(workdir, tmp_path, sentence={"pivots": ["en"], "hard_negatives": True})
+    assert main(["train", "--config", str(cfg_path), "--out", str(tmp_path / "hard")]) == 0
+    assert json.loads((tmp_path / "hard" / "summary.json").read_text())["steps"] == 4

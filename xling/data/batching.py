@@ -36,12 +36,16 @@ def token_budget_batches(
     max_tokens: int,
     rng: np.random.Generator | None = None,
     max_sentences: int | None = None,
+    groups: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Group example indices into batches of at most ``max_tokens`` padded tokens
     (batch size x longest length), bucketing examples of similar length together.
 
     With ``rng``, ties in length are broken at random and the batch order is
     shuffled; without it the order is deterministic (sorted by length).
+    ``groups`` (n,) int, e.g. clusters of similar sentences: examples are laid out group
+    by group (groups in random order with ``rng``), by length within a group, then cut
+    into batches, so a batch holds one group or the end of one and the start of the next.
     """
     lengths = np.asarray(lengths)
     if len(lengths) == 0:
@@ -51,7 +55,15 @@ def token_budget_batches(
             f"an example of {int(lengths.max())} tokens does not fit a batch of max_tokens={max_tokens}"
         )
     tiebreak = rng.random(len(lengths)) if rng is not None else np.arange(len(lengths))
-    order = np.lexsort((tiebreak, lengths))  # sort by length, then tiebreak
+    if groups is None:
+        order = np.lexsort((tiebreak, lengths))  # sort by length, then tiebreak
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != lengths.shape:
+            raise XlingError(f"groups: one per example needed, got {groups.shape} for {lengths.shape}")
+        labels, code = np.unique(groups, return_inverse=True)
+        rank = rng.permutation(len(labels)) if rng is not None else np.arange(len(labels))
+        order = np.lexsort((tiebreak, lengths, rank[code]))  # by group, then length, then tiebreak
     batches: list[np.ndarray] = []
     start = 0
     while start < len(order):

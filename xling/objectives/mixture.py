@@ -30,6 +30,7 @@ class Task:
     lang: Any  # language id, or a (l1, l2) pair of ids
     group: str  # objective group the weight applies to ("mlm", "tlm", ...)
     weight: float = 1.0  # weight of the group in the mixture
+    clusters: np.ndarray | None = None  # (n,) optional: batches keep similar examples together (hard negatives)
 
 
 def task_probs(tasks: list[Task], alpha: float) -> np.ndarray:
@@ -83,7 +84,7 @@ class MixtureBatches:
         if cached and cached[0] == epoch:
             return cached[1]
         rng = np.random.default_rng([self.seed, i, epoch])
-        batches = token_budget_batches(t.lengths, self.max_tokens, rng, self.max_sentences)
+        batches = token_budget_batches(t.lengths, self.max_tokens, rng, self.max_sentences, groups=t.clusters)
         mine = batches[self.rank :: self.world_size] or batches
         self._plans[t.name] = (epoch, mine)
         return mine

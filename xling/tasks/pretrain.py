@@ -251,6 +251,9 @@ def run_pretraining(
     )
     torch.manual_seed(cfg.trainer.seed)
     model = init_model(cfg, vocab)
+    if cfg.model_type == "sentence" and cfg.sentence.hard_negatives:  # clusters from the starting weights
+        k = ts.cluster_ranking_tasks(tasks, model, vocab, cfg.data.max_tokens, cfg.trainer.seed)
+        log.info("hard negatives: %d clusters of similar pivot sentences", k)
     longest = max(int(t.lengths.max()) for t in tasks)
     if cfg.model_type == "encoder" and longest > model.config.max_positions:
         raise XlingError(f"examples of up to {longest} tokens exceed model max_positions={model.config.max_positions}: "

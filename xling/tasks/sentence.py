@@ -48,6 +48,8 @@ class SentenceSpec:
     label_smoothing: float = 0.1  # laser_translation: label smoothing of the decoder loss
     scale: float = 20.0  # translation_ranking: cosines are multiplied by it in the softmax (1 / temperature)
     margin: float = 0.3  # translation_ranking: additive margin subtracted from the true pair's cosine
+    hard_negatives: bool = False  # translation_ranking: batch pairs whose pivot sentences are alike (k-means
+    #   clusters of the starting model's embeddings, ~one batch each), so in-batch negatives are hard; use with init
 
     def __post_init__(self) -> None:
         if not self.pivots or len(set(self.pivots)) != len(self.pivots):
@@ -171,6 +173,39 @@ def init_sentence_model(model: dict[str, Any], vocab: Vocab, init: str, max_len:
         raise XlingError(f"data.max_len={max_len} (+ <s> </s>) exceeds the encoder's max_positions="
                          f"{emb.max_positions}: lower data.max_len")
     return emb
+
+
+# ---------------------------------------------------------------- hard negatives
+
+
+def cluster_ranking_tasks(tasks: list, model, vocab: Vocab, max_tokens: int, seed: int = 0,
+                          batch_size: int = 128) -> int:
+    """``sentence.hard_negatives``: give every translation_ranking task ``clusters`` (n,), the
+    k-means cluster of each pair's pivot (target) sentence embedded by ``model``, with about
+    one batch of pairs per cluster, so that batches hold similar pairs. Equal pivot texts
+    share a cluster (and are no negatives of each other: the loss leaves duplicates out).
+    Returns the number of clusters (0: no ranking task)."""
+    import faiss
+
+    from xling.embeddings.api import embed_ids
+
+    ranking = [t for t in tasks if t.group in RANKING_TYPES]
+    if not ranking:
+        return 0
+    keys = {tuple(int(i) for i in y): None for t in ranking for _, y in t.examples}  # unique pivot sentences
+    unique = list(keys)
+    emb = torch.nn.functional.normalize(embed_ids(model, unique, vocab.bos_id, vocab.eos_id, batch_size), dim=-1)
+    pairs_per_batch = max_tokens / float(np.mean(np.concatenate([t.lengths for t in ranking])))
+    k = int(min(len(unique), max(1, round(len(unique) / max(pairs_per_batch, 1.0)))))
+    x = np.ascontiguousarray(emb.numpy(), dtype=np.float32)
+    km = faiss.Kmeans(x.shape[1], k, niter=20, seed=seed, spherical=True, verbose=False,
+                      min_points_per_centroid=1, max_points_per_centroid=max(256, len(unique) // k + 1))
+    km.train(x)
+    _, assign = km.index.search(x, 1)  # (U, 1)
+    cluster_of = dict(zip(unique, assign[:, 0].tolist()))
+    for t in ranking:
+        t.clusters = np.array([cluster_of[tuple(int(i) for i in y)] for _, y in t.examples], dtype=np.int64)
+    return k
 
 
 # ---------------------------------------------------------------- validation
