@@ -300,7 +300,7 @@ def test_missing_index_names_the_apt_command(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(XlingError, match="min_words <= max_words"):
         build_debian_corpus("en", tmp_path / "out", lists_dir=lists, min_words=10, max_words=5)
-    with pytest.raises(XlingError, match="language 'EN!'"):
+    with pytest.raises(XlingError, match="'EN!' is not a language code"):
         build_debian_corpus("EN!", tmp_path / "out", lists_dir=lists)
 
 

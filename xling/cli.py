@@ -3,24 +3,24 @@
 Each subcommand lives in ``xling/commands/<name>.py`` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` (a callable
 taking the parsed args and returning an exit code or None). User errors
-(:class:`xling.errors.XlingError`) print one line and exit 2.
+(:class:`xling.errors.XlingError`) and malformed arguments print one line and exit 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 
 from xling import __version__
+from xling.commands.args import Parser
 from xling.errors import XlingError
 
 COMMANDS = ["corpus", "vocab", "train", "evaluate", "generate", "embed", "mine", "classify"]  # modules; "generate" adds translate + generate; missing ones are skipped
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xling", description=__doc__.splitlines()[0])
+def build_parser() -> Parser:
+    parser = Parser(prog="xling", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"xling {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a malformed command line (one line printed), --help or --version
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -4,12 +4,15 @@ Every config in xling is a (possibly nested) dataclass. Field help lives in
 ``field(metadata={"help": ...})`` or a comment. :func:`from_dict` builds a
 dataclass from a plain dict and rejects unknown keys with the nearest valid
 names; :func:`apply_overrides` applies ``a.b.c=value`` strings (values parsed as
-YAML, so ``lr=3e-4``, ``langs=[en,de]`` and ``pre_norm=false`` all work).
+YAML, so ``lr=3e-4``, ``langs=[en,de]`` and ``pre_norm=false`` all work). Float fields
+must be finite (``nan`` / ``inf`` are errors). A field typed ``Annotated[T, check]`` is
+validated by ``check(value, where)`` (e.g. :data:`xling.tokenization.langs.Lang`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -39,6 +42,13 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     tp = _unwrap_optional(tp)
     if value is None:
         return None
+    if typing.get_origin(tp) is typing.Annotated:  # Annotated[T, check, ...]: check(value, where) validates
+        base, *checks = typing.get_args(tp)
+        value = _convert(value, base, where)
+        for check in checks:
+            if callable(check):
+                check(value, f"config {where}")
+        return value
     if _is_dataclass_type(tp):
         if not isinstance(value, dict):
             raise XlingError(f"config {where}: expected a mapping, got {type(value).__name__}")
@@ -53,13 +63,15 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         args = typing.get_args(tp)
         inner = args[1] if len(args) == 2 else Any
         return {k: _convert(v, inner, f"{where}.{k}") for k, v in value.items()}
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
     if tp is float and isinstance(value, str):
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise XlingError(f"config {where}: expected a finite number, got {value!r}")
+        return float(value)
     if tp in (int, float, str, bool) and not isinstance(value, tp):
         raise XlingError(f"config {where}: expected {tp.__name__}, got {value!r}")
     return value
@@ -73,7 +85,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     for key in data:
         if key not in names:
             raise unknown("config key", f"{prefix}{key}", [f"{prefix}{n}" for n in names])
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     kwargs = {k: _convert(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -98,7 +110,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise XlingError(f"--set {item!r}: expected key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            first = " ".join(str(e).split())  # one line: YAML's messages span several
+            raise XlingError(f"--set {item!r}: the value is not valid YAML ({first})") from None
+        if not key.strip() or any(not p for p in key.strip().split(".")):
+            raise XlingError(f"--set {item!r}: expected key=value with a dotted key like trainer.lr")
         node = data
         parts = key.strip().split(".")
         for p in parts[:-1]:
@@ -118,7 +136,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise XlingError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        raise XlingError(f"{path}: invalid YAML ({' '.join(str(e).split())})") from None
     except UnicodeDecodeError:
         raise XlingError(f"{path}: invalid UTF-8") from None
     if data is None:

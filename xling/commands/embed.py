@@ -21,6 +21,7 @@ import logging
 import sys
 
 from xling.commands.generate import _device, read_input
+from xling.commands import args as A
 from xling.errors import XlingError
 from xling.utils.io import atomic_path
 
@@ -79,13 +80,13 @@ def register(sub) -> None:
                        description="Embed one sentence per line with a trained sentence encoder.")
     p.add_argument("--model", required=True, metavar="DIR",
                    help="sentence embedder directory (xling train, model_type: sentence)")
-    p.add_argument("--lang", required=True, help="language code of the input (one the model was trained on)")
+    p.add_argument("--lang", required=True, type=A.lang, help="language code of the input (one the model was trained on)")
     p.add_argument("--input", default="-", metavar="FILE", help="one sentence per line; - = stdin (default)")
-    p.add_argument("--out", required=True, metavar="X.npy", help="output .npy file (written atomically)")
-    p.add_argument("--batch-size", type=int, default=64, help="sentences per batch (default 64)")
+    p.add_argument("--out", required=True, metavar="X.npy", type=A.out_file, help="output .npy file (written atomically)")
+    p.add_argument("--batch-size", type=A.positive_int, default=64, help="sentences per batch (default 64)")
     p.add_argument("--normalize", action="store_true", help="unit L2 norm per row (zero rows stay zero)")
     p.add_argument("--mmap", action="store_true", help="write chunk by chunk to a memory-mapped .npy (large inputs)")
-    p.add_argument("--chunk", type=int, default=8192, help="lines embedded and written at a time (default 8192)")
+    p.add_argument("--chunk", type=A.positive_int, default=8192, help="lines embedded and written at a time (default 8192)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xling.errors import XlingError
+from xling.commands import args as A
 from xling.utils.io import write_json_atomic
 
 
@@ -92,11 +93,11 @@ def register(sub) -> None:
     x = ev.add_parser("xlm", help="MLM perplexity per language and the TLM translation probe")
     x.add_argument("--model", required=True, help="model directory (RUN/model or a checkpoint)")
     x.add_argument("--corpus", required=True, help="corpus directory (Moses layout)")
-    x.add_argument("--langs", default="", help="languages for MLM perplexity, e.g. en,de,fr")
-    x.add_argument("--pairs", default="", help="pairs for the translation probe, e.g. de-en,en-fr")
+    x.add_argument("--langs", default="", type=A.lang_list, help="languages for MLM perplexity, e.g. en,de,fr")
+    x.add_argument("--pairs", default="", type=A.pair_list, help="pairs for the translation probe, e.g. de-en,en-fr")
     x.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    x.add_argument("--seed", type=int, default=0)
-    x.add_argument("--out", help="write the result (with its signature) as JSON here")
+    x.add_argument("--seed", type=A.count, default=0)
+    x.add_argument("--out", type=A.out_file, help="write the result (with its signature) as JSON here")
     x.set_defaults(func=run_xlm)
     for name, help_ in (
         ("bleu", "corpus BLEU and chrF (sacrebleu) of a hypothesis file against a reference file"),
@@ -105,25 +106,25 @@ def register(sub) -> None:
         t = ev.add_parser(name, help=help_)
         t.add_argument("--hyp", required=True, help="system output, one line per reference line (empty lines score 0)")
         t.add_argument("--ref", required=True, help="references, one per line")
-        t.add_argument("--lang", help="target language code: picks the tokenizer (zh, ja, ... / en for ROUGE)")
-        t.add_argument("--out", help="write the result (scores and signatures) as JSON here")
+        t.add_argument("--lang", type=A.known_lang, help="target language code: picks the tokenizer (zh, ja, ... / en for ROUGE)")
+        t.add_argument("--out", type=A.out_file, help="write the result (scores and signatures) as JSON here")
         t.set_defaults(func=run_text_metric)
     from xling.commands.mine import add_mining_options
 
     m = ev.add_parser("mining", help="BUCC-style F1 (threshold from dev) and Tatoeba-style P@1 / xSIM error")
     m.add_argument("--model", help="sentence encoder directory (with --corpus and --pairs)")
     m.add_argument("--corpus", help="corpus directory (Moses layout) holding the parallel split")
-    m.add_argument("--pairs", default="", help="language pairs, e.g. de-en,en-fr")
+    m.add_argument("--pairs", default="", type=A.pair_list, help="language pairs, e.g. de-en,en-fr")
     m.add_argument("--src-emb", help="source embeddings .npy (instead of --model): row i translates row i of --tgt-emb")
     m.add_argument("--tgt-emb", help="target embeddings .npy, aligned with --src-emb")
     m.add_argument("--name", help="name of the embedding pair in the table (default src-tgt)")
     m.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    m.add_argument("--distractors", type=int, default=4, help="non-parallel sentences per gold pair on each side (default 4)")
-    m.add_argument("--dev-fraction", type=float, default=0.5, help="share of the pairs in the dev set that picks the threshold")
-    m.add_argument("--batch-size", type=int, default=64, help="sentences per encoder batch")
+    m.add_argument("--distractors", type=A.count, default=4, help="non-parallel sentences per gold pair on each side (default 4)")
+    m.add_argument("--dev-fraction", type=A.float_in(0, 1, low_open=True, high_open=True), default=0.5, help="share of the pairs in the dev set that picks the threshold")
+    m.add_argument("--batch-size", type=A.positive_int, default=64, help="sentences per encoder batch")
     add_mining_options(m, scale=False)
-    m.add_argument("--out", help="write the results (with signatures) as JSON here")
-    m.add_argument("--plot", help="PNG histogram of gold vs other margin scores (several pairs: NAME.<pair>.png)")
+    m.add_argument("--out", type=A.out_file, help="write the results (with signatures) as JSON here")
+    m.add_argument("--plot", type=A.out_file, help="PNG histogram of gold vs other margin scores (several pairs: NAME.<pair>.png)")
     m.set_defaults(func=run_mining)
     from xling.commands.classify import register_evaluate  # `evaluate classification`: zero-shot accuracy per language
 

@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from xling.commands import args as A
 from xling.errors import XlingError
 from xling.utils.io import read_lines, write_lines_atomic
 
@@ -57,9 +58,7 @@ def _device(name: str | None) -> str:
 
     if name is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise XlingError(f"--device {name}: CUDA is not available on this machine")
-    return name
+    return A.device(name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,27 +88,27 @@ def run(args: argparse.Namespace) -> int:
 def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="model directory (config.json, weights, vocabulary)")
     p.add_argument("--input", default="-", metavar="FILE", help="input text, one per line; - = stdin (default)")
-    p.add_argument("--output", metavar="FILE", help="output file (written atomically); default stdout")
+    p.add_argument("--output", metavar="FILE", type=A.out_file, help="output file (written atomically); default stdout")
     s = p.add_argument_group("search")
-    s.add_argument("--beam", type=int, default=None, help=f"beam size (default {DEFAULT_BEAM}; 1 = greedy)")
-    s.add_argument("--lenpen", type=float, default=1.0, help="length penalty alpha: score = logprob / length**alpha")
-    s.add_argument("--max-len-a", type=float, default=1.2, help="max output tokens = a * source tokens + b")
-    s.add_argument("--max-len-b", type=int, default=10, help="see --max-len-a")
-    s.add_argument("--min-len", type=int, default=1, help="fewest output tokens before EOS is allowed")
-    s.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N", help="never repeat an n-gram of size N")
+    s.add_argument("--beam", type=A.positive_int, default=None, help=f"beam size (default {DEFAULT_BEAM}; 1 = greedy)")
+    s.add_argument("--lenpen", type=A.finite_float, default=1.0, help="length penalty alpha: score = logprob / length**alpha")
+    s.add_argument("--max-len-a", type=A.float_in(0), default=1.2, help="max output tokens = a * source tokens + b")
+    s.add_argument("--max-len-b", type=A.count, default=10, help="see --max-len-a")
+    s.add_argument("--min-len", type=A.count, default=1, help="fewest output tokens before EOS is allowed")
+    s.add_argument("--no-repeat-ngram", type=A.count, default=0, metavar="N", help="never repeat an n-gram of size N")
     s.add_argument("--no-early-stopping", action="store_true",
                    help="beam: go on until no live hypothesis can beat the finished ones")
-    s.add_argument("--n-best", type=int, default=1, metavar="N",
+    s.add_argument("--n-best", type=A.positive_int, default=1, metavar="N",
                    help="hypotheses per input (LINE\\tSCORE\\tTEXT lines)")
     r = p.add_argument_group("sampling")
     r.add_argument("--sampling", action="store_true", help="sample tokens instead of searching")
-    r.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    r.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = all)")
-    r.add_argument("--top-p", type=float, default=1.0, help="sample from the smallest set with this mass (nucleus)")
-    r.add_argument("--seed", type=int, default=0, help="sampling seed")
+    r.add_argument("--temperature", type=A.float_in(0, low_open=True), default=1.0, help="sampling temperature")
+    r.add_argument("--top-k", type=A.count, default=0, help="sample among the k most likely tokens (0 = all)")
+    r.add_argument("--top-p", type=A.fraction, default=1.0, help="sample from the smallest set with this mass (nucleus)")
+    r.add_argument("--seed", type=A.count, default=0, help="sampling seed")
     b = p.add_argument_group("batching")
-    b.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
-    b.add_argument("--max-tokens", type=int, default=None, help="padded source tokens per batch (beams counted)")
+    b.add_argument("--batch-size", type=A.positive_int, default=64, help="sentences per batch")
+    b.add_argument("--max-tokens", type=A.positive_int, default=None, help="padded source tokens per batch (beams counted)")
     b.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.add_argument("--quantize", choices=["int8"], default=None,
@@ -120,10 +119,10 @@ def _add_options(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     t = sub.add_parser("translate", help="translate text with an encoder-decoder or UNILM model",
                        description="Translate text, one input line -> one output line.")
-    t.add_argument("--src-lang", required=True, help="source language code")
-    t.add_argument("--tgt-lang", required=True, help="target language code")
+    t.add_argument("--src-lang", required=True, type=A.lang, help="source language code")
+    t.add_argument("--tgt-lang", required=True, type=A.lang, help="target language code")
     _add_options(t)
     g = sub.add_parser("generate", help="generate text in the input's language (e.g. summarization)",
                        description="Generate one output line per input line, in the same language.")
-    g.add_argument("--lang", required=True, help="language code of the input and the output")
+    g.add_argument("--lang", required=True, type=A.lang, help="language code of the input and the output")
     _add_options(g)

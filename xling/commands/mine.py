@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from xling.errors import XlingError
+from xling.commands import args as A
 from xling.mining.index import DEFAULT_CHUNK, DEFAULT_EF_SEARCH, DEFAULT_NPROBE
 from xling.mining.margin import MARGINS
 from xling.mining.mine import MODES
@@ -28,18 +29,18 @@ def mining_options(args) -> dict:
 def add_mining_options(p, scale: bool = True) -> None:
     """k, margin, mode, index options (shared with ``xling evaluate mining``, which passes
     ``scale=False``: no threshold, training-sample or chunk options)."""
-    p.add_argument("--k", type=int, default=4, help="neighbours for the margin (default 4)")
+    p.add_argument("--k", type=A.positive_int, default=4, help="neighbours for the margin (default 4)")
     p.add_argument("--margin", default="ratio", choices=MARGINS, help="margin score (default ratio)")
     p.add_argument("--mode", default="max", choices=MODES, help="retrieval mode (default max)")
     if scale:
-        p.add_argument("--threshold", type=float, help="keep pairs with score >= this (any mode; default: keep all)")
+        p.add_argument("--threshold", type=A.finite_float, help="keep pairs with score >= this (any mode; default: keep all)")
     p.add_argument("--index", default="Flat", help='faiss index factory string: Flat (exact, default), "IVF4096,Flat", "IVF4096,PQ64", HNSW32...')
-    p.add_argument("--nprobe", type=int, default=DEFAULT_NPROBE, help=f"IVF lists visited per query (default {DEFAULT_NPROBE})")
-    p.add_argument("--ef-search", type=int, default=DEFAULT_EF_SEARCH, help=f"HNSW search breadth (default {DEFAULT_EF_SEARCH})")
+    p.add_argument("--nprobe", type=A.positive_int, default=DEFAULT_NPROBE, help=f"IVF lists visited per query (default {DEFAULT_NPROBE})")
+    p.add_argument("--ef-search", type=A.positive_int, default=DEFAULT_EF_SEARCH, help=f"HNSW search breadth (default {DEFAULT_EF_SEARCH})")
     if scale:
-        p.add_argument("--train-size", type=int, help="vectors sampled to train an IVF/PQ index (default max(100k, 64 x lists))")
-        p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help=f"query rows per search call (default {DEFAULT_CHUNK})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the index training sample (and of evaluation splits)")
+        p.add_argument("--train-size", type=A.positive_int, help="vectors sampled to train an IVF/PQ index (default max(100k, 64 x lists))")
+        p.add_argument("--chunk-size", type=A.positive_int, default=DEFAULT_CHUNK, help=f"query rows per search call (default {DEFAULT_CHUNK})")
+    p.add_argument("--seed", type=A.count, default=0, help="seed of the index training sample (and of evaluation splits)")
 
 
 def run(args) -> int:
@@ -74,10 +75,10 @@ def register(sub) -> None:
     p.add_argument("--src", help="source sentences, one per line (UTF-8)")
     p.add_argument("--tgt", help="target sentences, one per line (UTF-8)")
     p.add_argument("--model", help="sentence encoder directory: encode --src/--tgt instead of --src-emb/--tgt-emb")
-    p.add_argument("--src-lang", help="source language code (with --model)")
-    p.add_argument("--tgt-lang", help="target language code (with --model)")
-    p.add_argument("--batch-size", type=int, default=64, help="sentences per encoder batch (with --model)")
-    p.add_argument("--out", required=True, help="output TSV: score<TAB>src<TAB>tgt, best first")
+    p.add_argument("--src-lang", type=A.lang, help="source language code (with --model)")
+    p.add_argument("--tgt-lang", type=A.lang, help="target language code (with --model)")
+    p.add_argument("--batch-size", type=A.positive_int, default=64, help="sentences per encoder batch (with --model)")
+    p.add_argument("--out", required=True, type=A.out_file, help="output TSV: score<TAB>src<TAB>tgt, best first")
     add_mining_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
     p.set_defaults(func=run)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+from xling.commands import args as A
+
 
 def run(args) -> int:
     from xling.config import load_config
@@ -23,7 +25,7 @@ def run(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("train", help="pretrain an encoder (MLM / TLM / CLM) from a YAML config")
     p.add_argument("--config", required=True, help="YAML config (see configs/)")
-    p.add_argument("--out", required=True, help="run directory: checkpoints, metrics, final model")
+    p.add_argument("--out", required=True, type=A.out_dir, help="run directory: checkpoints, metrics, final model")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. trainer.lr=3e-4")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
     p.set_defaults(func=run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from xling.errors import XlingError
+from xling.commands import args as A
 from xling.tokenization.vocab import MODEL_TYPES, Vocab, train_vocab_from_corpus
 
 
@@ -15,17 +16,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a shared SentencePiece vocabulary on the train.{lang} files of a corpus "
                     "(never valid/test), sampling sentences per language with exponential smoothing.")
     p.add_argument("--corpus", required=True, metavar="DIR", help="corpus directory (Moses layout)")
-    p.add_argument("--langs", default=None, metavar="L1,L2,...",
+    p.add_argument("--langs", default=None, type=A.lang_list, metavar="L1,L2,...",
                    help="comma-separated language codes (default: the corpus manifest's languages)")
-    p.add_argument("--size", type=int, default=8000, help="vocabulary size, special and byte pieces included")
-    p.add_argument("--alpha", type=float, default=0.5,
+    p.add_argument("--size", type=A.int_at_least(16), default=8000, help="vocabulary size, special and byte pieces included")
+    p.add_argument("--alpha", type=A.float_in(0), default=0.5,
                    help="sampling smoothing q_i ~ p_i^alpha (1 = natural, 0 = uniform; XLM 0.5)")
-    p.add_argument("--max-sentences", type=int, default=300_000, help="sentences sampled for training in all")
+    p.add_argument("--max-sentences", type=A.positive_int, default=300_000, help="sentences sampled for training in all")
     p.add_argument("--model-type", choices=MODEL_TYPES, default="unigram", help="SentencePiece algorithm")
-    p.add_argument("--character-coverage", type=float, default=0.9995,
+    p.add_argument("--character-coverage", type=A.fraction, default=0.9995,
                    help="share of characters covered by pieces (rest: byte fallback)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory (spm.model + vocab.json)")
+    p.add_argument("--seed", type=A.count, default=0, help="sampling seed")
+    p.add_argument("--out", required=True, metavar="DIR", type=A.out_dir, help="output directory (spm.model + vocab.json)")
     p.set_defaults(func=run)
 
 

@@ -56,13 +56,13 @@ from urllib.parse import unquote
 
 from xling.data.readers import SPLITS, mono_file, write_manifest, write_mono, write_pair
 from xling.errors import XlingError
+from xling.tokenization.langs import check_lang
 from xling.utils.io import atomic_dir, sha256_file, write_lines_atomic
 
 DEFAULT_LISTS = "/var/lib/apt/lists"
 APT_HELPER = "/usr/lib/apt/apt-helper"
 APT_SUFFIX = {"zh": "zh_CN"}  # xling code -> DDTP language suffix where they differ
 _INDEX = re.compile(r"_i18n_Translation-(?P<lang>[A-Za-z]{2,3}(?:_[A-Za-z]{2})?)(?P<ext>\.lz4|\.gz|\.xz|\.bz2|\.zst)?$")
-_LANG = re.compile(r"^[a-z]{2,3}(?:_[A-Z]{2})?$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 DEFAULT_MIN_WORDS = 3
 DEFAULT_MAX_WORDS = 300
@@ -261,8 +261,7 @@ def _parse_langs(langs: str | list[str]) -> list[str]:
 
     items = split_langs(langs)
     for lang in items:
-        if not _LANG.match(lang):
-            raise XlingError(f"language {lang!r}: expected a code like de, fr, zh or pt_BR")
+        check_lang(lang, "--langs")
     return sorted(set(items))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from xling.errors import XlingError, unknown
+from xling.tokenization.langs import check_lang
 from xling.utils.io import read_lines, sha256_files, write_json_atomic, write_lines_atomic
 
 SPLITS = ("train", "valid", "test")
@@ -140,6 +141,7 @@ def read_hf(
 
 def pair_name(l1: str, l2: str) -> str:
     """The canonical name of a language pair: codes in alphabetical order (``de-en``)."""
+    check_lang(l1, "language pair"), check_lang(l2, "language pair")
     if l1 == l2:
         raise XlingError(f"language pair {l1}-{l2}: the two languages must differ")
     a, b = sorted((l1, l2))
@@ -148,6 +150,7 @@ def pair_name(l1: str, l2: str) -> str:
 
 def mono_file(corpus_dir: str | os.PathLike, split: str, lang: str, suffix: str = "") -> Path:
     """``{split}.{lang}`` (``suffix`` ``.ids`` / ``.genre`` for its companions)."""
+    check_lang(lang, f"{corpus_dir}: language")  # a file name: never a path from user text
     return Path(corpus_dir) / f"{split}.{lang}{suffix}"
 
 

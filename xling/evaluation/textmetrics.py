@@ -39,6 +39,7 @@ import regex
 
 from xling.errors import XlingError
 from xling.evaluation.signature import short_hash, signature
+from xling.tokenization.langs import check_known_lang
 from xling.utils.io import read_lines, write_json_atomic
 
 _CJK_CHAR = r"[\p{Han}\p{Hiragana}\p{Katakana}]"
@@ -85,7 +86,7 @@ def bleu(hyps: list[str], refs: list[str], lang: str | None = None) -> dict[str,
     from sacrebleu.metrics import BLEU, CHRF
 
     _check(hyps, refs)
-    tok = bleu_tokenizer(lang)
+    tok = bleu_tokenizer(check_known_lang(lang, "BLEU language") if lang is not None else None)
     b = BLEU(tokenize=tok)
     c = CHRF()
     bs, cs = b.corpus_score(hyps, [refs]), c.corpus_score(hyps, [refs])
@@ -124,7 +125,7 @@ def rouge(hyps: list[str], refs: list[str], lang: str | None = None) -> dict[str
     from rouge_score import rouge_scorer
 
     _check(hyps, refs)
-    tok = rouge_tokenizer(lang)
+    tok = rouge_tokenizer(check_known_lang(lang, "ROUGE language") if lang is not None else None)
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=None if tok == "rouge-default" else _UnicodeTokenizer())
     sums = {t: [0.0, 0.0, 0.0] for t in ROUGE_TYPES}
     for hyp, ref in zip(hyps, refs):

@@ -43,6 +43,7 @@ from xling.objectives.sentence import TranslationRankingObjective
 from xling.objectives.seq2seq import Seq2SeqObjective
 from xling.objectives.unilm import UnilmConfig, UnilmObjective, UnilmSeq2SeqConfig, UnilmSeq2SeqObjective
 from xling.tasks.sentence import SENTENCE_TYPES, SentenceSpec, directions
+from xling.tokenization.langs import LangOrPair
 from xling.tokenization.vocab import Vocab
 
 STREAM_TYPES = ("mlm", "clm", "unilm")  # stream rows of one language
@@ -57,7 +58,7 @@ SEQ2SEQ_ONLY = ("mass",)  # need a TransformerSeq2Seq
 class ObjectiveSpec:
     type: str = "mlm"  # mlm | tlm | clm | mass | unilm | translation | summarization
     #   | laser_translation | translation_ranking (model_type: sentence, xling.tasks.sentence)
-    langs: list[str] = field(default_factory=list)  # languages, or pairs: "de-en" (tlm), "en-de" = en->de (translation)
+    langs: list[LangOrPair] = field(default_factory=list)  # languages, or pairs: "de-en" (tlm), "en-de" = en->de (translation)
     weight: float = 1.0  # weight of this objective in the mixture (XLM's lambda)
     corpus: str = ""  # this objective's corpus directory (default: data.corpus)
     max_examples: int = 0  # train on a random subset of this many examples per language/pair (0 = all)

@@ -34,6 +34,7 @@ import torch
 
 from xling.config import from_dict, to_dict
 from xling.errors import XlingError
+from xling.tokenization.langs import Lang
 from xling.tokenization.vocab import Vocab
 
 SENTENCE_TYPES = ("laser_translation", "translation_ranking")  # objectives of model_type: sentence
@@ -43,7 +44,7 @@ DROPOUT_KEYS = ("dropout", "attn_dropout")  # may change when starting from a sa
 
 @dataclass
 class SentenceSpec:
-    pivots: list[str] = field(default_factory=lambda: ["en"])  # target languages: every language -> each other pivot
+    pivots: list[Lang] = field(default_factory=lambda: ["en"])  # target languages: every language -> each other pivot
     autoencode: bool = True  # laser_translation: a language without another pivot is reconstructed (en -> en)
     label_smoothing: float = 0.1  # laser_translation: label smoothing of the decoder loss
     scale: float = 20.0  # translation_ranking: cosines are multiplied by it in the softmax (1 / temperature)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Annotated
 
 from xling.errors import XlingError
 
@@ -48,6 +49,10 @@ tsn tso tuk tum tur twi tzm uig ukr umb urd uzn vec vie war wol xho ydd yor yue 
 """.split())
 
 
+def _at(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
 def is_lang(code: object) -> bool:
     """Whether ``code`` is a string of the language-code pattern."""
     return isinstance(code, str) and LANG_PATTERN.fullmatch(code) is not None
@@ -57,7 +62,7 @@ def check_lang(code: object, where: str = "language") -> str:
     """``code`` if it is a language code; else an XlingError naming ``where`` and the value."""
     if not is_lang(code):
         shown = repr(code) if isinstance(code, str) else f"{code!r} ({type(code).__name__})"
-        raise XlingError(f"{where}: {shown} is not a language code ({_EXPECTED})")
+        raise XlingError(f"{_at(where)}{shown} is not a language code ({_EXPECTED})")
     return code  # type: ignore[return-value]
 
 
@@ -72,7 +77,7 @@ def split_codes(text: str, where: str = "--langs") -> list[str]:
     """``"en, de"`` -> ``["en", "de"]``, each checked; an empty list is an error."""
     items = [c.strip() for c in text.split(",") if c.strip()]
     if not items:
-        raise XlingError(f"{where} {text!r}: no language codes")
+        raise XlingError(f"{_at(where)}{text!r}: no language codes")
     return [check_lang(c, where) for c in items]
 
 
@@ -80,10 +85,10 @@ def check_pair(name: object, where: str = "language pair") -> tuple[str, str]:
     """``"de-en"`` -> ``("de", "en")``: two different checked codes, in the order given."""
     parts = name.split("-") if isinstance(name, str) else []
     if len(parts) != 2:
-        raise XlingError(f"{where}: {name!r} is not a language pair like de-en")
+        raise XlingError(f"{_at(where)}{name!r} is not a language pair like de-en")
     a, b = (check_lang(p, where) for p in parts)
     if a == b:
-        raise XlingError(f"{where}: {name!r}: the two languages must differ")
+        raise XlingError(f"{_at(where)}{name!r}: the two languages must differ")
     return a, b
 
 
@@ -105,5 +110,10 @@ def check_known_lang(code: object, where: str = "language") -> str:
     behaviour by language and record it in signatures, e.g. BLEU tokenizers)."""
     check_lang(code, where)
     if not is_known_lang(code):  # type: ignore[arg-type]
-        raise XlingError(f"{where}: unknown language code {code!r} (not ISO 639-1, nor a known ISO 639-3 code)")
+        raise XlingError(f"{_at(where)}unknown language code {code!r} (not ISO 639-1, nor a known ISO 639-3 code)")
     return code  # type: ignore[return-value]
+
+
+# Config field types: ``langs: list[Lang]`` is checked when a YAML config is loaded.
+Lang = Annotated[str, check_lang]
+LangOrPair = Annotated[str, check_lang_or_pair]

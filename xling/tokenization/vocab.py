@@ -34,6 +34,7 @@ import sentencepiece as spm
 
 from xling.errors import XlingError, unknown
 from xling.tokenization.sampling import sample_counts, smoothed_probs
+from xling.tokenization.langs import check_langs
 from xling.utils.io import atomic_path, read_json, read_lines, write_json_atomic
 
 PAD, UNK, BOS, EOS, MASK = 0, 1, 2, 3, 4
@@ -67,6 +68,7 @@ class Vocab:
         if not languages or len(set(languages)) != len(languages) or not all(
                 isinstance(c, str) and c for c in languages):
             raise XlingError(f"{source}: languages must be distinct non-empty codes, got {languages!r}")
+        check_langs(languages, f"{source}: languages")
         self._languages = languages
         self._lang_ids = {c: i for i, c in enumerate(languages)}
         self.meta: dict[str, Any] = dict(meta or {})
@@ -268,7 +270,7 @@ def corpus_languages(corpus_dir: str | os.PathLike) -> list[str]:
     langs = manifest.get("languages") if isinstance(manifest, dict) else None
     if not isinstance(langs, list) or not langs or not all(isinstance(c, str) for c in langs):
         raise XlingError(f"{path}: missing or invalid 'languages' list")
-    return langs
+    return check_langs(langs, f"{path}: languages")
 
 
 def train_vocab_from_corpus(corpus_dir: str | os.PathLike, langs: Sequence[str] | None, out_dir: str | os.PathLike,
