@@ -90,11 +90,30 @@ def test_corrupt_weights_with_matching_checksum(saved):
         TransformerEncoder.from_pretrained(d)
 
 
-def test_bad_config_key(saved):
+def _edit_config_unrecorded(d, key, value):
+    """Edit config.json of a directory whose checksums.json lists only the weights (as saved
+    before config and vocabulary were covered), so the config itself is checked."""
+    from xling.utils.io import sha256_file
+
+    (d / "checksums.json").write_text(json.dumps({"model.safetensors": sha256_file(d / "model.safetensors")}))
+    meta = json.loads((d / "config.json").read_text())
+    meta["config"][key] = value
+    (d / "config.json").write_text(json.dumps(meta))
+
+
+def test_edited_config_is_a_checksum_error(saved):
     _, d = saved
     meta = json.loads((d / "config.json").read_text())
-    meta["config"]["d_modle"] = 32
+    meta["config"]["d_ff"] = 48
     (d / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(XlingError, match=r"config\.json: changed since the model was saved") as e:
+        TransformerEncoder.from_pretrained(d)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_config_key(saved):
+    _, d = saved
+    _edit_config_unrecorded(d, "d_modle", 32)
     with pytest.raises(XlingError, match=r"config\.json.*d_modle") as e:
         TransformerEncoder.from_pretrained(d)
     assert "\n" not in str(e.value)
@@ -102,9 +121,7 @@ def test_bad_config_key(saved):
 
 def test_shape_mismatch(saved):
     _, d = saved
-    meta = json.loads((d / "config.json").read_text())
-    meta["config"]["d_ff"] = 48
-    (d / "config.json").write_text(json.dumps(meta))
+    _edit_config_unrecorded(d, "d_ff", 48)
     with pytest.raises(XlingError, match=r"model\.safetensors: cannot load weights.*size mismatch") as e:
         TransformerEncoder.from_pretrained(d)
     assert "\n" not in str(e.value)

@@ -4,8 +4,13 @@ Layout of a model directory::
 
     config.json        {"model_type": ..., "format_version": 1, "config": {...}, "extra": {...}}
     model.safetensors  the weights (tied weights stored once, see :func:`save_weights`)
-    checksums.json     {"model.safetensors": "<sha256>"}
+    checksums.json     {"config.json": "<sha256>", "model.safetensors": ..., "spm.model": ..., "vocab.json": ...}
     (vocabulary files) written by ``vocab.save(dir)`` when a vocabulary is given
+
+checksums.json covers the configuration and the vocabulary as well as the weights: an
+edit that keeps tensor shapes (``n_heads``, ``pooling``, the language list) would otherwise
+load silently and change outputs. Loading verifies every file the record lists (records of
+older versions list only the weights, and still load; :mod:`xling.utils.integrity`).
 
 A model class used with these helpers has a class attribute ``model_type`` (str) and a
 constructor taking its config dataclass. Every loading failure (missing file, corrupt or
@@ -26,11 +31,13 @@ from torch import nn
 
 from xling.config import from_dict, to_dict
 from xling.errors import XlingError
-from xling.utils.io import atomic_dir, read_json, sha256_file, write_json_atomic
+from xling.tokenization.vocab import META_FILE as VOCAB_META_FILE, MODEL_FILE as VOCAB_MODEL_FILE
+from xling.utils.integrity import CHECKSUMS_FILE, read_checksums, record_checksums, verify_checksums
+from xling.utils.io import atomic_dir, read_json, write_json_atomic
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-CHECKSUMS_FILE = "checksums.json"
+COVERED_FILES = (CONFIG_FILE, WEIGHTS_FILE, VOCAB_MODEL_FILE, VOCAB_META_FILE)  # in checksums.json when present
 FORMAT_VERSION = 1
 
 M = TypeVar("M", bound=nn.Module)
@@ -112,9 +119,9 @@ def save_model_dir(
 def write_model_meta(
     model_cls: type, config: Any, dir: str | os.PathLike, extra_json: dict[str, Any] | None = None, vocab: Any = None
 ) -> None:
-    """Add config.json, checksums.json (and the vocabulary) next to an existing
-    ``dir/model.safetensors`` (e.g. a training checkpoint), making ``dir`` a
-    loadable model directory."""
+    """Add config.json (and the vocabulary), then checksums.json covering them and the
+    weights, next to an existing ``dir/model.safetensors`` (e.g. a training checkpoint,
+    through the trainer's ``save_extra``), making ``dir`` a loadable model directory."""
     dir = Path(dir)
     meta = {
         "model_type": _model_type(model_cls),
@@ -123,9 +130,9 @@ def write_model_meta(
         "extra": extra_json or {},
     }
     write_json_atomic(dir / CONFIG_FILE, meta)
-    write_json_atomic(dir / CHECKSUMS_FILE, {WEIGHTS_FILE: sha256_file(dir / WEIGHTS_FILE)})
     if vocab is not None:
         vocab.save(dir)
+    record_checksums(dir, COVERED_FILES)  # last: it covers every file written above
 
 
 def _read_json(path: Path) -> Any:
@@ -133,12 +140,14 @@ def _read_json(path: Path) -> Any:
 
 
 def read_model_config(dir: str | os.PathLike) -> dict[str, Any]:
-    """The parsed config.json of a model directory (keys model_type, config, extra)."""
+    """The parsed config.json of a model directory (keys model_type, config, extra),
+    verified against checksums.json when the record lists it."""
     dir = Path(dir)
     if not dir.is_dir():
         raise XlingError(f"{dir}: no such model directory")
     path = dir / CONFIG_FILE
     data = _read_json(path)
+    verify_checksums(dir, [CONFIG_FILE])
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict) or "model_type" not in data:
         raise XlingError(f"{path}: not an xling model config (needs 'model_type' and a 'config' mapping)")
     return data
@@ -152,7 +161,8 @@ def load_model_dir(model_cls: type[M], config_cls: type, dir: str | os.PathLike,
     """Build ``model_cls(config)`` from a directory written by :func:`save_model_dir`.
 
     Verifies that the files exist, the model type matches, the config keys are valid and
-    the weights' sha256 matches checksums.json, then loads the weights strictly.
+    every file checksums.json lists (weights, config, vocabulary) still has its recorded
+    sha256, then loads the weights strictly.
     """
     dir = Path(dir)
     meta = read_model_config(dir)
@@ -167,12 +177,10 @@ def load_model_dir(model_cls: type[M], config_cls: type, dir: str | os.PathLike,
     weights = dir / WEIGHTS_FILE
     if not weights.is_file():
         raise XlingError(f"{weights}: missing (not a complete model directory)")
-    sums_path = dir / CHECKSUMS_FILE
-    sums = _read_json(sums_path)
-    if not isinstance(sums, dict) or not isinstance(sums.get(WEIGHTS_FILE), str):
-        raise XlingError(f"{sums_path}: no sha256 recorded for {WEIGHTS_FILE}")
-    if sha256_file(weights) != sums[WEIGHTS_FILE]:
-        raise XlingError(f"{weights}: sha256 does not match {CHECKSUMS_FILE} (file truncated or corrupt)")
+    sums = read_checksums(dir, required=True)
+    if WEIGHTS_FILE not in sums:
+        raise XlingError(f"{dir / CHECKSUMS_FILE}: no sha256 recorded for {WEIGHTS_FILE}")
+    verify_checksums(dir, sums=sums)
     model = model_cls(config)
     try:
         load_weights(model, weights)

@@ -35,6 +35,7 @@ import sentencepiece as spm
 from xling.errors import XlingError, unknown
 from xling.tokenization.sampling import sample_counts, smoothed_probs
 from xling.tokenization.langs import check_langs
+from xling.utils.integrity import verify_checksums
 from xling.utils.io import atomic_path, read_json, read_lines, write_json_atomic
 
 PAD, UNK, BOS, EOS, MASK = 0, 1, 2, 3, 4
@@ -76,12 +77,14 @@ class Vocab:
     # ------------------------------------------------------------------ files
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Vocab:
-        """Load ``spm.model`` + ``vocab.json`` from ``directory`` (checksum verified)."""
+        """Load ``spm.model`` + ``vocab.json`` from ``directory`` (checksum verified; in a model
+        directory, both files also against its checksums.json)."""
         directory = Path(directory)
         meta_path, model_path = directory / META_FILE, directory / MODEL_FILE
         for path in (meta_path, model_path):
             if not path.is_file():
                 raise XlingError(f"{path}: no such file (not a vocabulary directory?)")
+        verify_checksums(directory, [MODEL_FILE, META_FILE])
         meta = read_json(meta_path)
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise XlingError(f"{meta_path}: not an xling vocabulary file (no \"format\": \"{FORMAT}\")")
