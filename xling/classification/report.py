@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from xling.classification.data import DataSpec, Example, check_labels, load_examples
 from xling.classification.predict import Predictor
+from xling.errors import XlingError
 from xling.evaluation.signature import model_hash, signature
 from xling.models.io import read_model_config
 from xling.utils.io import atomic_path, sha256_file, write_json_atomic
@@ -60,6 +61,8 @@ def evaluate_classification(model_dir: str | Path, spec: DataSpec, source: str |
     check_labels(by_lang, clf.labels, f"{spec.path or spec.format}")
     for lang in by_lang:  # every language known before the first one is scored
         clf.check_language(lang)
+    if source is not None and source not in by_lang:  # asked for: its transfer gap must be computable
+        raise XlingError(f"--source {source}: not among the evaluated languages ({', '.join(by_lang)})")
     index = {y: i for i, y in enumerate(clf.labels)}
     per_lang: dict[str, dict[str, Any]] = {}
     for lang, xs in tqdm(by_lang.items(), desc="classify", disable=not progress):

@@ -24,7 +24,8 @@ def _csv(s: str) -> list[str]:
 def run_xlm(args) -> int:
     from xling.evaluation.report import evaluate_xlm, format_table
 
-    result = evaluate_xlm(args.model, args.corpus, _csv(args.langs), _csv(args.pairs), split=args.split, seed=args.seed)
+    result = evaluate_xlm(args.model, args.corpus, _csv(args.langs), _csv(args.pairs), split=args.split, seed=args.seed,
+                          progress=not args.quiet)
     print(format_table(result))
     if args.out:
         write_json_atomic(args.out, result)
@@ -98,6 +99,7 @@ def register(sub) -> None:
     x.add_argument("--split", default="test", choices=["train", "valid", "test"])
     x.add_argument("--seed", type=A.count, default=0)
     x.add_argument("--out", type=A.out_file, help="write the result (with its signature) as JSON here")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
     x.set_defaults(func=run_xlm)
     for name, help_ in (
         ("bleu", "corpus BLEU and chrF (sacrebleu) of a hypothesis file against a reference file"),

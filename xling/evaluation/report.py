@@ -13,6 +13,7 @@ from xling.evaluation.signature import model_hash, signature
 from xling.evaluation.xlm import mlm_scores, translation_probe
 from xling.models.encoder import TransformerEncoder
 from xling.models.io import read_model_config
+from xling.tokenization.langs import check_pair
 from xling.tokenization.vocab import Vocab
 from xling.utils.io import read_json, sha256_files
 
@@ -45,14 +46,19 @@ def evaluate_xlm(
     if stream_len is None:  # evaluate on streams as long as the model was trained on
         pre = read_model_config(model_dir)["extra"].get("pretrain", {})
         stream_len = min(pre.get("stream_len", 256), model.config.max_positions)
+    pair_langs = {pair: check_pair(pair, "pair") for pair in pairs}
+    for lang in [*langs, *(c for p in pair_langs.values() for c in p)]:
+        vocab.lang_id(lang)  # every language and data file checked before any scoring
+    mono = {lang: load_corpus_split(corpus, split, lang) for lang in langs}
+    para = {pair: load_parallel_split(corpus, split, *pair_langs[pair]) for pair in pairs}
     result: dict = {"mlm": {}, "translation_probe": {}}
     for lang in tqdm(langs, desc="mlm", disable=not progress):
         lid = vocab.lang_id(lang)
-        rows = make_stream(vocab.encode_batch(load_corpus_split(corpus, split, lang)), stream_len, vocab.eos_id)
+        rows = make_stream(vocab.encode_batch(mono[lang]), stream_len, vocab.eos_id)
         result["mlm"][lang] = mlm_scores(model, rows[:max_rows], lid, len(vocab), seed=seed)
     for pair in tqdm(pairs, desc="probe", disable=not progress):
-        l1, l2 = pair.split("-", 1)
-        a, b = load_parallel_split(corpus, split, l1, l2)
+        l1, l2 = pair_langs[pair]
+        a, b = para[pair]
         a, b = a[:max_pairs], b[:max_pairs]
         xa = [np.asarray(x[:126], dtype=np.int64) for x in vocab.encode_batch(a)]
         xb = [np.asarray(x[:126], dtype=np.int64) for x in vocab.encode_batch(b)]

@@ -48,6 +48,8 @@ class LineFile:
                     text = line.decode("utf-8")
                 except UnicodeDecodeError as e:
                     raise XlingError(f"{self.path}:{line_no}: invalid UTF-8 (byte offset {pos + e.start})") from None
+                if b"\0" in line:  # as read_lines: binary data or UTF-16 is not text
+                    raise XlingError(f"{self.path}:{line_no}: NUL byte (a binary or UTF-16 file? xling reads UTF-8 text)")
                 offsets.append(pos)
                 hashes.append(hash(line))
                 nonempty.append(bool(text.strip()))

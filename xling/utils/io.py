@@ -196,8 +196,8 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 def read_lines(path: str | os.PathLike, *, allow_empty: bool = False) -> list[str]:
     """Read a UTF-8 text file, one item per line (newline stripped).
 
-    Raises XlingError naming the file and line for invalid UTF-8 and, unless
-    ``allow_empty``, for empty lines.
+    Raises XlingError naming the file and line for invalid UTF-8, a NUL byte and, unless
+    ``allow_empty``, for empty lines. CRLF line endings read as LF (the ``\r`` is dropped).
     """
     path = Path(path)
     if not path.is_file():
@@ -208,6 +208,9 @@ def read_lines(path: str | os.PathLike, *, allow_empty: bool = False) -> list[st
     except UnicodeDecodeError as e:
         line_no = data[: e.start].count(b"\n") + 1
         raise XlingError(f"{path}:{line_no}: invalid UTF-8 (byte offset {e.start})") from None
+    if "\0" in text:  # binary data, or UTF-16 read as UTF-8: never text a model should see
+        line_no = text[: text.index("\0")].count("\n") + 1
+        raise XlingError(f"{path}:{line_no}: NUL byte (a binary or UTF-16 file? xling reads UTF-8 text)")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

@@ -1,0 +1,82 @@
+"""Shared test fixtures: a small workspace with one model of every kind xling loads.
+
+``workspace`` (session-scoped) builds, in a few seconds, from the Bible fixture database:
+a corpus (en, fr, the en-fr pair, genre labels), a shared vocabulary, and untrained (random)
+models of each kind: an XLM encoder, an encoder-decoder, a sentence embedder and a genre
+classifier fine-tuned for two steps. Tests that need a model to *run* (bad-input tables,
+CLI plumbing) use these; tests that need a model to *learn* train their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_DB = ROOT / "tests" / "fixtures" / "bible_mini.db"
+TINY_CONFIG = ROOT / "configs" / "tiny.yaml"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    corpus: Path  # Bible corpus: en, fr, en-fr, genre labels
+    vocab: Path
+    xlm: Path  # TransformerEncoder (model_type encoder)
+    s2s: Path  # TransformerSeq2Seq: translate / generate
+    laser: Path  # sentence embedder: embed / mine / evaluate mining
+    classifier: Path  # fine-tuned genre classifier (classify predict / evaluate classification)
+    classify_config: Path  # YAML for `xling classify train` (2 steps)
+    train_config: Path  # YAML for `xling train` (2 steps)
+
+
+def _yaml(path: Path, data: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory) -> Workspace:
+    import torch
+    import yaml
+
+    from xling.cli import main
+    from xling.classification.train import ClassifyConfig, run_classification
+    from xling.config import from_dict
+    from xling.embeddings import SentenceEmbedder, SentenceEmbedderConfig, SentenceEncoder
+    from xling.models.config import EncoderConfig, Seq2SeqConfig
+    from xling.models.encoder import TransformerEncoder
+    from xling.models.seq2seq import TransformerSeq2Seq
+    from xling.tokenization.vocab import Vocab
+
+    d = tmp_path_factory.mktemp("workspace")
+    assert main(["corpus", "bible", "--langs", "en,fr", "--db", str(FIXTURE_DB), "--out", str(d / "corpus"),
+                 "--quiet"]) == 0
+    assert main(["vocab", "--corpus", str(d / "corpus"), "--size", "400", "--out", str(d / "vocab")]) == 0
+    vocab = Vocab.load(d / "vocab")
+    sizes = dict(vocab_size=len(vocab), n_langs=len(vocab.languages), d_model=32, n_layers=1, n_heads=4, d_ff=64,
+                 max_positions=128, dropout=0.0, attn_dropout=0.0)
+    torch.manual_seed(0)
+    TransformerEncoder(EncoderConfig(**sizes)).save_pretrained(d / "xlm", vocab=vocab)
+    TransformerSeq2Seq(Seq2SeqConfig(**sizes, n_dec_layers=1)).save_pretrained(d / "s2s", vocab=vocab)
+    emb = SentenceEmbedder(SentenceEmbedderConfig(vocab_size=len(vocab), n_langs=len(vocab.languages), emb_dim=32,
+                                                  hidden=16, n_layers=1, dec_emb_dim=32, dec_hidden=32, dropout=0.0))
+    SentenceEncoder(emb, vocab, ["en", "fr"], ["en"], max_len=40).save_pretrained(d / "laser")
+    classify = {
+        "method": "finetune", "init": str(d / "xlm"),
+        "train": {"format": "bible", "path": str(d / "corpus"), "split": "train", "langs": ["en"]},
+        "data": {"max_len": 32, "max_tokens": 512},
+        "trainer": {"lr": 1e-3, "warmup_steps": 1, "max_steps": 2, "log_every": 1, "valid_every": 0,
+                    "save_every": 2, "progress": False},
+    }
+    run_classification(from_dict(ClassifyConfig, classify), d / "classify_run", progress=False)
+    train = yaml.safe_load(TINY_CONFIG.read_text(encoding="utf-8"))
+    train["data"].update(corpus=str(d / "corpus"), vocab=str(d / "vocab"))
+    train["trainer"].update(max_steps=2, valid_every=2, save_every=2)
+    return Workspace(root=d, corpus=d / "corpus", vocab=d / "vocab", xlm=d / "xlm", s2s=d / "s2s",
+                     laser=d / "laser", classifier=d / "classify_run" / "model",
+                     classify_config=_yaml(d / "classify.yaml", classify), train_config=_yaml(d / "train.yaml", train))
