@@ -2,10 +2,12 @@
 
 Worker usage (one process per rank)::
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py OUT
+    python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py OUT [signal]
 
 Each rank trains the toy model on its own shard of every global batch through the
 Trainer (gloo, CPU), then writes its final parameters to ``OUT/rank{r}.safetensors``.
+With ``signal``, rank 1 alone sends itself SIGTERM during step 2 of 6, and each rank
+writes its summary to ``OUT/summary{r}.json`` (the ranks must agree on the stop step).
 The test modules import the toy pieces from here, so they exist only once.
 """
 
@@ -85,7 +87,25 @@ def ddp_config():
                          num_threads=1, progress=False, device="cpu")
 
 
-def main(out: Path) -> None:
+def signal_on_call(signum: int, calls: set[int], loss_fn=mse_loss):
+    """A loss_fn that sends ``signum`` to this process during its ``calls``-th calls (1-based)."""
+    import signal
+
+    count = [0]
+
+    def loss(model, batch):
+        count[0] += 1
+        if count[0] in calls:
+            signal.raise_signal(signum)
+        return loss_fn(model, batch)
+
+    return loss
+
+
+def main(out: Path, mode: str = "") -> None:
+    import json
+    import signal
+
     from safetensors.torch import save_file
 
     from xling.training import distributed as dist
@@ -94,7 +114,14 @@ def main(out: Path) -> None:
     rank, world, _ = dist.init_distributed()
     model = ToyModel(seed=0)
     batches = ToyBatches(seed=7, batch_size=8, rank=rank, world=world, task=f"rank{rank}")
-    Trainer(model, mse_loss, batches, ddp_config(), out / "run").train()
+    if mode == "signal":
+        cfg = ddp_config()
+        cfg.max_steps = 6
+        loss = signal_on_call(signal.SIGTERM, {2}) if rank == 1 else mse_loss
+        summary = Trainer(model, loss, batches, cfg, out / "run").train()
+        (out / f"summary{rank}.json").write_text(json.dumps(summary))
+    else:
+        Trainer(model, mse_loss, batches, ddp_config(), out / "run").train()
     params = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(params, str(out / f"rank{rank}.safetensors"))
     dist.barrier()
@@ -102,4 +129,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *sys.argv[2:])

@@ -26,15 +26,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.timeout(90)
-def test_two_ranks_match_single_process_on_global_batch(tmp_path):
+def _torchrun(out: Path, *mode: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           str(WORKER), str(tmp_path)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=80)
+           str(WORKER), str(out), *mode]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=80)
+
+
+@pytest.mark.timeout(90)
+def test_two_ranks_match_single_process_on_global_batch(tmp_path):
+    done = _torchrun(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 
     rank0 = load_file(str(tmp_path / "rank0.safetensors"))
@@ -63,3 +67,19 @@ def test_two_ranks_match_single_process_on_global_batch(tmp_path):
     state = json.loads((tmp_path / "run" / "checkpoints" / "step_00000003" /
                         "trainer_state.json").read_text())
     assert len(state["ranks"]) == 2 and state["world_size"] == 2
+
+
+@pytest.mark.timeout(90)
+def test_a_signal_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    """Rank 1 alone gets SIGTERM during step 2: both ranks stop after step 2 (one all-reduce
+    per step), with one checkpoint holding both ranks' states; without the agreement rank 0
+    would wait in step 3's gradient all-reduce forever."""
+    done = _torchrun(tmp_path, "signal")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summaries = [json.loads((tmp_path / f"summary{r}.json").read_text()) for r in (0, 1)]
+    for s in summaries:
+        assert (s["stopped"], s["signal"], s["steps"]) == ("signal", "SIGTERM", 2), s
+    root = tmp_path / "run" / "checkpoints"
+    assert (root / "latest").read_text().strip() == "step_00000002"
+    state = json.loads((root / "step_00000002" / "trainer_state.json").read_text())
+    assert len(state["ranks"]) == 2

@@ -44,6 +44,7 @@ from xling.models.io import WEIGHTS_FILE, save_model_dir, save_weights, write_mo
 from xling.objectives.mixture import MixtureBatches, Task
 from xling.tokenization.vocab import Vocab
 from xling.training import distributed
+from xling.training.preemption import raise_if_stopped
 from xling.training.trainer import Trainer, TrainerConfig
 from xling.utils.io import atomic_dir, write_text_atomic
 
@@ -191,16 +192,19 @@ def save_classifier(model, dir: Path, extra: dict, vocab: Vocab | None, encoder_
 
 def run_classification(cfg: ClassifyConfig, out_dir: str | Path, resume: bool = False,
                        stop_after: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train as configured; returns the trainer's summary (plus ``eval`` with a test section)."""
+    """Train as configured; returns the trainer's summary (plus ``eval`` with a test section).
+
+    The data, model and trainer are built and checked before anything is written, so a
+    config error leaves no file behind. Stopped by SIGTERM / SIGINT, it saves a checkpoint
+    (no final model, no evaluation) and raises :class:`xling.training.preemption.Stopped`."""
     check_config(cfg)
     out_dir = Path(out_dir)
+    run_config = to_dict(cfg)  # as given (the trainer settings below may be adjusted for DDP)
     distributed.init_distributed()
     import torch
     import yaml
 
     train, valid, test, labels = read_data(cfg)
-    if distributed.is_main():
-        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
     torch.manual_seed(cfg.trainer.seed)
     s = _Setup(cfg, train, valid, labels, list(test or {}))
     if cfg.method == "finetune" and distributed.world_size() > 1:
@@ -215,8 +219,12 @@ def run_classification(cfg: ClassifyConfig, out_dir: str | Path, resume: bool = 
         write_model_meta(type(s.model), s.model.config, d, extra_json=extra, vocab=s.vocab)
 
     trainer = Trainer(s.model, s.objective.loss, batches, cfg.trainer, out_dir,
-                      valid_fn=s.valid_fn if s.valid else None, save_extra=save_extra, resume=resume)
+                      valid_fn=s.valid_fn if s.valid else None, save_extra=save_extra, resume=resume,
+                      run_config=run_config)
+    if distributed.is_main():  # only now that every check passed
+        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(run_config, sort_keys=False, allow_unicode=True))
     summary = trainer.train(stop_after=stop_after)
+    raise_if_stopped(summary)  # SIGTERM / SIGINT: checkpoint saved, no final model, exit 128 + signal
     if distributed.is_main():
         save_classifier(s.model, out_dir / "model", extra, s.vocab,
                         cfg.init if cfg.method == "frozen" else None)

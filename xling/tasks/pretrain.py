@@ -48,6 +48,7 @@ from xling.tasks.build import (
 )
 from xling.tokenization.vocab import Vocab
 from xling.training import distributed
+from xling.training.preemption import raise_if_stopped
 from xling.training.trainer import Trainer, TrainerConfig
 from xling.utils.io import write_text_atomic
 
@@ -228,16 +229,20 @@ def make_valid_fn(cfg: PretrainConfig, vocab: Vocab, model_type: str):
 def run_pretraining(
     cfg: PretrainConfig, out_dir: str | Path, resume: bool = False, stop_after: int | None = None
 ) -> dict:
-    """Train as configured; the final model lands in ``out_dir/model``."""
+    """Train as configured; the final model lands in ``out_dir/model``.
+
+    Everything the config can get wrong (data, tasks, model, trainer settings) is built and
+    checked before anything is written, so a config error leaves no file behind. Stopped by
+    SIGTERM / SIGINT, it saves a checkpoint (no final model) and raises
+    :class:`xling.training.preemption.Stopped` (exit status 128 + the signal number)."""
     check_config(cfg)
     out_dir = Path(out_dir)
+    run_config = to_dict(cfg)  # as given (the trainer settings below may be adjusted for DDP)
     distributed.init_distributed()
     vocab = Vocab.load(cfg.data.vocab or cfg.init)
     import torch
     import yaml
 
-    if distributed.is_main():
-        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
     s = settings(cfg, vocab)
     tasks = build_tasks(cfg.objectives, vocab, s)
     loss_by_task = {t.name: t.objective for t in tasks}
@@ -283,8 +288,11 @@ def run_pretraining(
         write_model_meta(type(model), model.config, d, extra_json=extra, vocab=vocab)
 
     trainer = Trainer(model, loss_fn, batches, cfg.trainer, out_dir, valid_fn=make_valid_fn(cfg, vocab, cfg.model_type),
-                      save_extra=save_extra, resume=resume)
+                      save_extra=save_extra, resume=resume, run_config=run_config)
+    if distributed.is_main():  # only now that every check passed
+        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(run_config, sort_keys=False, allow_unicode=True))
     summary = trainer.train(stop_after=stop_after)
+    raise_if_stopped(summary)  # SIGTERM / SIGINT: checkpoint saved, no final model, exit 128 + signal
     if distributed.is_main():
         model.save_pretrained(out_dir / "model", vocab=vocab, extra=extra)
     return summary

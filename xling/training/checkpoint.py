@@ -204,17 +204,50 @@ def read_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def latest_intact(root: Path) -> tuple[Path, dict[str, Any], list[tuple[Path, str]]]:
+    """The newest checkpoint that passes :func:`read_state`: the one ``latest`` names, else
+    the next older step directories in turn. Returns ``(path, state, skipped)``, ``skipped``
+    listing each newer damaged checkpoint with its one-line problem. When none is intact, the
+    newest one's error is raised (noting that no older one is intact either)."""
+    root = Path(root)
+    skipped: list[tuple[Path, str]] = []
+    try:
+        newest = find_latest(root)
+    except XlingError as e:  # `latest` names no checkpoint: fall back on the step directories
+        if not list_checkpoints(root):
+            raise
+        skipped.append((root / LATEST_FILE, str(e)))
+        newest = None
+    found = list_checkpoints(root)
+    if newest is None:
+        candidates = found[::-1]
+    else:
+        limit = int(_STEP_DIR.match(newest.name).group(1))
+        candidates = [newest] + [p for p in found[::-1] if int(_STEP_DIR.match(p.name).group(1)) < limit]
+    for path in candidates:
+        try:
+            return path, read_state(path), skipped
+        except XlingError as e:
+            skipped.append((path, str(e)))
+    first = skipped[0][1]
+    if len(skipped) == 1:
+        raise XlingError(first)
+    raise XlingError(f"{first}; none of the {len(skipped) - 1} older checkpoint(s) in {root} is intact either")
+
+
 def _first_line(e: Exception) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
 
 def load_checkpoint(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+    state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Verify and load a checkpoint into ``model`` (and ``optimizer``); return its state."""
+    """Verify and load a checkpoint into ``model`` (and ``optimizer``); return its state
+    (``state``: what :func:`read_state` already returned for ``path``, not verified again)."""
     path = Path(path)
-    state = read_state(path)
+    state = read_state(path) if state is None else state
     try:
         load_weights(model, path / MODEL_FILE)
     except Exception as e:  # noqa: BLE001 - any failure here is a bad user file

@@ -110,6 +110,15 @@ def any_true(flag: bool) -> bool:
     return bool(t.item())
 
 
+def any_true_each(flags: list[bool]) -> list[bool]:
+    """:func:`any_true` of several flags in one all-reduce (e.g. once per training step)."""
+    if world_size() == 1:
+        return [bool(f) for f in flags]
+    t = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int32, device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
 def all_gather_json(obj: Any) -> list[Any]:
     """Gather one JSON-able object from every rank; returns them ordered by rank."""
     if world_size() == 1:

@@ -3,7 +3,7 @@
 The trainer knows no objective and no model type::
 
     trainer = Trainer(model, loss_fn, batches, cfg, out_dir, valid_fn=None, save_extra=None,
-                      resume=False)
+                      resume=False, run_config=None)
     summary = trainer.train()            # or train(stop_after=N): stop (and save) after N steps
 
 - ``loss_fn(model, batch) -> (loss, stats)``: a scalar loss tensor and ``{name: float}``.
@@ -21,6 +21,8 @@ The trainer knows no objective and no model type::
   (train mode restored after); every global RNG is restored after it, so validation
   never changes training. Other ranks wait for it.
 - ``save_extra(dir)`` adds files (model config, vocab) to each checkpoint directory.
+- ``run_config``: the task's whole config (JSON-able), kept in each checkpoint; resuming
+  under a different one warns in one line naming what changed (:mod:`xling.training.resume`).
 
 Each micro-batch's loss is weighted ``1 / grad_accum``, so with equal-sized micro-batches
 and a mean-reduced loss, accumulation equals one big batch. After ``train()`` the
@@ -30,7 +32,13 @@ Resuming (``resume=True``) restores model, optimizer, step (hence the LR schedul
 every RNG and the batch source from ``out_dir/checkpoints/latest``; a resumed run
 reproduces the uninterrupted one exactly on CPU. It needs the same number of ranks.
 The current config's lr schedule, betas, eps and weight decay apply after resuming.
-A fresh run refuses an ``out_dir`` that already holds checkpoints.
+A damaged newest checkpoint is skipped for the newest intact one (one warning line), and
+temporaries of a killed writer are removed first. A fresh run refuses an ``out_dir`` that
+already holds checkpoints.
+
+SIGTERM / SIGINT during ``train()`` stop it after the current step with a checkpoint
+(``"stopped": "signal"``); a second signal aborts. See :mod:`xling.training.preemption`
+(exit status 128 + the signal number in the task layer).
 
 With ``best_metric`` (a key of ``valid_fn``'s result), the weights of the best validation
 are kept in ``out_dir/best`` (:mod:`xling.training.best`) and loaded back into the model when
@@ -53,17 +61,20 @@ from tqdm import tqdm
 from xling.config import to_dict
 from xling.errors import XlingError, unknown
 from xling.training import distributed as dist
+from xling.training import resume as resume_checks
 from xling.training.best import MODES as BEST_MODES
 from xling.training.best import BestKeeper
 from xling.training.checkpoint import (
     capture_rng,
     find_latest,
+    latest_intact,
     list_checkpoints,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
 )
 from xling.training.metrics import TOKENS, MetricsLog, StatWindow, plot_curves
+from xling.training.preemption import SIGNAL_STOP, StopSignals, signal_name
 from xling.training.schedule import check_schedule, lr_at
 from xling.utils.io import write_json_atomic
 
@@ -168,10 +179,12 @@ class Trainer:
         valid_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
         save_extra: Callable[[Path], None] | None = None,
         resume: bool = False,
+        run_config: dict[str, Any] | None = None,
     ) -> None:
         check_config(cfg)
         self.cfg, self.loss_fn, self.batches = cfg, loss_fn, batches
-        self.valid_fn, self.save_extra = valid_fn, save_extra
+        self.valid_fn, self.save_extra, self.run_config = valid_fn, save_extra, run_config
+        self.signals = StopSignals()
         self.out_dir = Path(out_dir)
         self.ckpt_root = self.out_dir / "checkpoints"
         self.rank, self.world, local = dist.init_distributed()
@@ -218,11 +231,17 @@ class Trainer:
         return None
 
     def _resume(self) -> dict[str, Any]:
-        """Load the latest checkpoint; return this rank's RNG + batch-source state."""
-        path = find_latest(self.ckpt_root)
+        """Load the newest intact checkpoint; return this rank's RNG + batch-source state."""
+        if dist.is_main():
+            resume_checks.remove_temps(self.out_dir, self.ckpt_root)
+        dist.barrier()
+        path, state, skipped = latest_intact(self.ckpt_root)
+        if dist.is_main():
+            resume_checks.warn_skipped(skipped, path)
+            resume_checks.warn_config_changes(state.get("run_config"), self.run_config, path)
         hyper = [{k: g[k] for k in ("betas", "eps", "weight_decay")}
                  for g in self.optimizer.param_groups]
-        state = load_checkpoint(path, self.module, self.optimizer)
+        state = load_checkpoint(path, self.module, self.optimizer, state=state)
         for group, settings in zip(self.optimizer.param_groups, hyper):
             group.update(settings)  # the current config's hyperparameters win over the saved ones
         where = path / "trainer_state.json"
@@ -306,19 +325,23 @@ class Trainer:
             return "max_steps"
         if stop_after is not None and self.step >= stop_after:
             return "stop_after"
-        if self.cfg.max_minutes is not None and self.step > start_step:
-            used = time.perf_counter() - self._run_start >= self.cfg.max_minutes * 60
-            if dist.any_true(used):
-                return "max_minutes"
-        return None
+        used = (self.cfg.max_minutes is not None and self.step > start_step
+                and time.perf_counter() - self._run_start >= self.cfg.max_minutes * 60)
+        signalled, used = dist.any_true_each([self.signals.requested, used])  # all ranks agree
+        return SIGNAL_STOP if signalled else "max_minutes" if used else None
 
     def train(self, stop_after: int | None = None) -> dict[str, Any]:
-        """Train until ``max_steps`` (or ``stop_after`` steps, or ``max_minutes``).
+        """Train until ``max_steps`` (or ``stop_after`` steps, or ``max_minutes``, or a
+        signal: see :mod:`xling.training.preemption`).
 
         Logs every ``log_every`` updates, validates every ``valid_every``, saves every
         ``save_every``; at the end flushes the log, validates, saves a checkpoint,
         plots the curves and writes ``out_dir/summary.json``. Returns the summary.
         """
+        with self.signals:  # SIGTERM / SIGINT handlers only while training
+            return self._train(stop_after)
+
+    def _train(self, stop_after: int | None) -> dict[str, Any]:
         cfg = self.cfg
         self._run_start = time.perf_counter()
         self._window_start, self._pause = self._run_start, 0.0
@@ -329,6 +352,7 @@ class Trainer:
             disable=not (cfg.progress and dist.is_main()),
         )
         while (reason := self._stop_reason(stop_after, start_step)) is None:
+            self.signals.at_step(self.step)
             self._update()
             bar.update(1)
             if self.step % cfg.log_every == 0:
@@ -340,11 +364,12 @@ class Trainer:
         bar.close()
         if not self.window.empty():
             self._log(None)
-        if self.valid_fn is not None and self.last_valid_step != self.step:
+        signalled = reason == SIGNAL_STOP  # not finished: no final validation, no best restore
+        if self.valid_fn is not None and self.last_valid_step != self.step and not signalled:
             self._validate()
         if self.step > self.last_saved:
             self._save()
-        if self.best is not None and reason != "stop_after":  # the final model is the best one
+        if self.best is not None and reason not in ("stop_after", SIGNAL_STOP):  # the final model is the best one
             dist.barrier()
             self.best.restore(self.module)
         run_s = time.perf_counter() - self._run_start
@@ -360,6 +385,8 @@ class Trainer:
         }
         if self.best is not None:
             summary["best"] = self.best.state()
+        if signalled:  # the first rank's signal (a rank may have seen none)
+            summary["signal"] = signal_name(next(n for n in dist.all_gather_json(self.signals.signum) if n))
         self.elapsed_before = self._elapsed()  # a later train() call continues the clock
         if dist.is_main():
             if self.metrics.path.exists():
@@ -440,6 +467,7 @@ class Trainer:
                 "world_size": self.world,
                 "ranks": ranks,
                 "config": to_dict(self.cfg),
+                "run_config": self.run_config,
             }
             save_checkpoint(
                 self.ckpt_root, self.step, self.module, self.optimizer, state,
