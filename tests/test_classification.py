@@ -71,7 +71,7 @@ class StubSentenceEncoder:
     def from_pretrained(cls, dir):
         return cls(json.loads((Path(dir) / "stub.json").read_text())["dim"])
 
-    def encode(self, texts, lang, batch_size=64, normalize=True):
+    def encode(self, texts, lang, batch_size=64, normalize=True, truncation=None):
         if lang not in self.languages:
             raise XlingError(f"stub: unknown language {lang!r}")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -170,7 +170,7 @@ def write(path, lines, raw=None):
 
 def test_bad_inputs(tmp_path, caplog):
     a, b = noisy_pairs(30)
-    with pytest.raises(XlingError, match=r"k=40 is larger than target embeddings \(30 sentences\)"):
+    with pytest.raises(XlingError, match=r"target embeddings: 30 sentences, fewer than the k=40 neighbours"):
         mine(a, b, k=40)
     with pytest.raises(XlingError, match="dimension 24.*dimension 12"):
         mine(a, b[:, :12])
@@ -182,7 +182,7 @@ def test_bad_inputs(tmp_path, caplog):
         mine(bad, b)
     with pytest.raises(XlingError, match="could not parse"):
         mine(a, b, index="IVFbogus")
-    with pytest.raises(XlingError, match=r"cannot be trained on 30 vectors.*clusters"):
+    with pytest.raises(XlingError, match=r"30 sentences are too few to train faiss index 'IVF64,Flat' \(it needs at least 64\)"):
         mine(a, b, index="IVF64,Flat")
     with pytest.raises(XlingError, match="unknown mode"):
         mine(a, b, mode="both")
@@ -206,7 +206,7 @@ def test_bad_files(tmp_path):
         mine_files(tmp_path / "a.npy", tmp_path / "b.npy", src_text=write(tmp_path / "s.txt", list("abcd")), tgt_text=ok, **kw)
     with pytest.raises(XlingError, match="no non-empty lines"):
         mine_files(tmp_path / "a.npy", tmp_path / "b.npy", src_text=write(tmp_path / "e.txt", [""] * 5), tgt_text=ok, **kw)
-    with pytest.raises(XlingError, match="k=3 is larger .* after removing duplicates"):
+    with pytest.raises(XlingError, match=r"a\.npy: 2 sentences after removing duplicates and empty lines, fewer than the k=3"):
         mine_files(tmp_path / "a.npy", tmp_path / "b.npy", src_text=write(tmp_path / "d.txt", list("aabba")), tgt_text=ok,
                    out=tmp_path / "o.tsv", k=3)
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
@@ -238,7 +238,7 @@ def test_cli_embeddings_end_to_end(tmp_path, capsys):
     rows = [line.split("\t") for line in out.read_text().splitlines()]
     assert rc == 0 and all(int(s) == 59 - int(t) for _, s, t in rows)
     rc = main(["mine", "--src-emb", str(tmp_path / "a.npy"), "--tgt-emb", str(tmp_path / "b.npy"), "--out", str(out), "--k", "99"])
-    assert rc == 2 and "xling: error: k=99" in capsys.readouterr().err
+    assert rc == 2 and "b.npy: 60 sentences, fewer than the k=99 neighbours" in capsys.readouterr().err
 
 
 class FakeEncoder:
@@ -250,9 +250,12 @@ class FakeEncoder:
     def from_pretrained(cls, model_dir):
         return cls()
 
-    def encode(self, texts, lang, batch_size=64, normalize=True):
+    def check_lang(self, lang):
         if lang not in ("de", "en"):
             raise XlingError(f"unknown language {lang!r}")
+
+    def encode(self, texts, lang, batch_size=64, normalize=True, truncation=None):
+        self.check_lang(lang)
         out = np.stack([np.random.default_rng(int(t.split()[-1])).normal(size=self.dim) for t in texts]).astype(np.float32)
         return out / np.linalg.norm(out, axis=1, keepdims=True) if normalize else out
 
@@ -272,3 +275,54 @@ def test_cli_model_path(tmp_path, monkeypatch, capsys):
     assert "unknown language 'xx'" in capsys.readouterr().err
     assert main(["mine", "--model", "M", "--src", "a", "--out", str(out)]) == 2
     assert "missing --src-lang, --tgt, --tgt-lang" in capsys.readouterr().err
+
+
+class NotToBeCalled(FakeEncoder):
+    def encode(self, *args, **kw):
+        pytest.fail("sentences were encoded before the inputs and settings were checked")
+
+
+@pytest.mark.parametrize("src,tgt,extra,match", [
+    ("one", "many", [], "one.txt: 1 sentence after removing duplicates and empty lines, fewer than the k=4"),
+    ("many", "dups", ["--k", "3"], "dups.txt: 2 sentences after removing duplicates and empty lines, fewer than the k=3"),
+    ("many", "small", ["--index", "IVF64,Flat"], "small.txt: 20 sentences are too few to train faiss index 'IVF64,Flat'"),
+    ("small", "many", ["--index", "IVF4,PQ4"], "small.txt: 20 sentences are too few to train faiss index 'IVF4,PQ4'"),
+    ("many", "small", ["--index", "IVFbogus"], "faiss index 'IVFbogus'"),
+    ("many", "blank", [], "blank.txt: no non-empty lines to mine"),
+    ("empty", "many", [], "empty.txt: empty file"),
+    ("many", "small", ["--tgt-lang", "xx"], "unknown language 'xx'"),
+])
+def test_cli_model_path_checks_before_encoding_and_names_the_users_files(tmp_path, monkeypatch, capsys, src, tgt,
+                                                                           extra, match):
+    """`xling mine --model M --src one_line.txt --tgt 5000_lines.txt` fails at once (not after
+    encoding every line) and names the user's file, never a temporary one."""
+    monkeypatch.setattr(xling.embeddings, "SentenceEncoder", NotToBeCalled, raising=False)
+    files = {"one": ["satz 1"], "many": [f"sentence {i}" for i in range(5000)], "dups": ["satz 1", "satz 2", "satz 1", ""],
+             "small": [f"satz {i}" for i in range(20)], "blank": ["", " "], "empty": []}
+    path = {name: write(tmp_path / f"{name}.txt", lines) for name, lines in files.items()}
+    out = tmp_path / "pairs.tsv"
+    args = ["mine", "--model", "M", "--src", str(path[src]), "--src-lang", "de", "--tgt", str(path[tgt]),
+            "--tgt-lang", "en", "--out", str(out)]
+    capsys.readouterr()
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("xling: error:") and match in err[0], err
+    assert ".xling-mine" not in err[0] and ".npy" not in err[0]
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+class NaNEncoder(FakeEncoder):
+    def encode(self, texts, lang, batch_size=64, normalize=True, truncation=None):
+        out = super().encode(texts, lang, batch_size, normalize)
+        out[[t == "satz 3" for t in texts]] = np.nan
+        return out
+
+
+def test_cli_model_path_errors_after_encoding_name_the_text_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(xling.embeddings, "SentenceEncoder", NaNEncoder, raising=False)
+    src = write(tmp_path / "de.txt", [f"satz {i}" for i in range(6)])
+    tgt = write(tmp_path / "en.txt", [f"sentence {i}" for i in range(6)])
+    assert main(["mine", "--model", "M", "--src", str(src), "--src-lang", "de", "--tgt", str(tgt), "--tgt-lang", "en",
+                 "--out", str(tmp_path / "p.tsv"), "--k", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"{src}: row 3: non-finite values" in err and ".npy" not in err, err

@@ -107,3 +107,36 @@ def test_cli_evaluate_mining(tmp_path, capsys):
     np.save(tmp_path / "c.npy", b[:-1])
     assert main(["evaluate", "mining", "--src-emb", str(tmp_path / "a.npy"), "--tgt-emb", str(tmp_path / "c.npy")]) == 2
     assert "aligned embeddings needed" in capsys.readouterr().err
+
+
+class _NoEncoding:
+    """A sentence encoder stub that fails the test when it encodes anything."""
+
+    dim = 8
+
+    @classmethod
+    def from_pretrained(cls, model_dir):
+        return cls()
+
+    def check_lang(self, lang):
+        if lang not in ("de", "en"):
+            raise XlingError(f"unknown language {lang!r}")
+
+    def encode(self, *args, **kw):
+        pytest.fail("sentences were encoded before the sizes and settings were checked")
+
+
+@pytest.mark.parametrize("n,kw,match", [
+    (18, {"k": 6}, "de-en BUCC dev target: 5 sentences, fewer than the k=6"),
+    (10, {}, "too few for BUCC-style dev and test sets"),
+    (40, {"index": "IVF64,Flat"}, "too few to train faiss index 'IVF64,Flat'"),
+    (40, {"tgt_lang": "xx"}, "unknown language 'xx'"),
+])
+def test_model_evaluation_checks_before_encoding(monkeypatch, n, kw, match):
+    import xling.embeddings
+    from xling.evaluation.mining import evaluate_mining_model
+
+    monkeypatch.setattr(xling.embeddings, "SentenceEncoder", _NoEncoding, raising=False)
+    langs = {"src_lang": "de", "tgt_lang": kw.pop("tgt_lang", "en")}
+    with pytest.raises(XlingError, match=match):
+        evaluate_mining_model("M", [f"satz {i}" for i in range(n)], [f"sentence {i}" for i in range(n)], **langs, **kw)

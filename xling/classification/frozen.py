@@ -42,14 +42,18 @@ def check_language(lang: str, known: list[str]) -> None:
 
 
 def embed_examples(encoder: Any, examples: list[Example], lang: str, batch_size: int = 64,
-                   normalize: bool = True, known: list[str] | None = None) -> np.ndarray:
-    """Features of ``examples`` (all in ``lang``): (N, d), or (N, 4d) for pairs."""
+                   normalize: bool = True, known: list[str] | None = None, truncation: Any = None) -> np.ndarray:
+    """Features of ``examples`` (all in ``lang``): (N, d), or (N, 4d) for pairs. ``truncation``
+    (a :class:`xling.utils.truncation.Truncation`) goes to the encoder, which counts the
+    sentences it cuts into it."""
     check_language(lang, known or [])
     if not examples:
         return np.zeros((0, 0), dtype=np.float32)
+    kw = {} if truncation is None else {"truncation": truncation}
 
     def enc(texts: list[str]) -> np.ndarray:
-        out = np.asarray(encoder.encode(texts, lang, batch_size=batch_size, normalize=normalize), dtype=np.float32)
+        out = np.asarray(encoder.encode(texts, lang, batch_size=batch_size, normalize=normalize, **kw),
+                         dtype=np.float32)
         if out.ndim != 2 or out.shape[0] != len(texts):
             raise XlingError(f"sentence encoder returned shape {out.shape} for {len(texts)} sentences")
         return out  # (N, d)

@@ -6,11 +6,15 @@
     clf.predict([("premise", "hypothesis"), ...], lang="fr")
     clf.probabilities(items, lang)                         # (N, C) float32, columns = clf.labels
 
-A language the model does not know is an XlingError naming the known ones.
+A language the model does not know is an XlingError naming the known ones. Sentences longer
+than the model's ``max_len`` (fine-tuned) or its sentence encoder's are cut: counted into a
+``truncation`` counter when the caller passes one (:mod:`xling.utils.truncation`), else one
+warning per call.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +28,21 @@ from xling.data.batching import token_budget_batches
 from xling.errors import XlingError
 from xling.models.io import read_model_config
 from xling.tokenization.vocab import Vocab
+from xling.utils.truncation import Truncation, counting
+
+log = logging.getLogger(__name__)
 
 MODEL_KINDS = {c.model_type: c for c in (SequenceClassifier, EmbeddingClassifier)}
 
 
-def encode_examples(vocab: Vocab, examples: list[Example], lang_id: int, max_len: int, labels: dict[str, int] | None
-                    ) -> tuple[list, np.ndarray]:
+def encode_examples(vocab: Vocab, examples: list[Example], lang_id: int, max_len: int, labels: dict[str, int] | None,
+                    truncation: Truncation | None = None) -> tuple[list, np.ndarray]:
     """Token examples ``(token_example(...), label id)`` (label -1 without ``labels``) and
-    their lengths (N,)."""
+    their lengths (N,); ``truncation`` counts the sentences (both of a pair) cut to ``max_len``."""
     a = vocab.encode_batch([x.text for x in examples])
     b = vocab.encode_batch([x.text_b for x in examples]) if examples and examples[0].text_b is not None else None
+    if truncation is not None:
+        truncation.add([len(x) for x in a + (b or [])], max_len)
     out = []
     for i, x in enumerate(examples):
         t = token_example(a[i], b[i] if b is not None else None, lang_id, max_len, vocab.bos_id, vocab.eos_id)
@@ -108,24 +117,32 @@ class Predictor:
         else:
             check_language(lang, self.languages)
 
-    def logits_of(self, examples: list[Example], lang: str) -> np.ndarray:
-        """Logits (N, C) of examples in language ``lang`` (their own labels are ignored)."""
+    @property
+    def unit(self) -> str:
+        """What a truncation count counts: input lines, or the sentences of pairs."""
+        return "sentences" if self.pair else "lines"
+
+    def logits_of(self, examples: list[Example], lang: str, truncation: Truncation | None = None) -> np.ndarray:
+        """Logits (N, C) of examples in language ``lang`` (their own labels are ignored);
+        sentences cut to the model's length are counted into ``truncation`` (else one warning)."""
         self.check_language(lang)
         if not examples:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        if self.vocab is not None:
-            enc, lengths = encode_examples(self.vocab, examples, self.vocab.lang_id(lang), self.model.config.max_len,
-                                           None)
-            return batched_logits(self.model, enc, lengths, self.max_tokens)
-        feats = embed_examples(self.encoder, examples, lang, self.batch_size, self.model.config.normalize,
-                               self.languages)
+        with counting(truncation, log, self.unit, prefix=f"{lang}: ") as cut:
+            if self.vocab is not None:
+                enc, lengths = encode_examples(self.vocab, examples, self.vocab.lang_id(lang),
+                                               self.model.config.max_len, None, cut)
+                return batched_logits(self.model, enc, lengths, self.max_tokens)
+            feats = embed_examples(self.encoder, examples, lang, self.batch_size, self.model.config.normalize,
+                                   self.languages, cut)
         enc = [(f, -1) for f in feats]
         return batched_logits(self.model, enc, np.ones(len(enc), dtype=np.int64), self.batch_size)
 
-    def probabilities(self, items: list, lang: str) -> np.ndarray:
+    def probabilities(self, items: list, lang: str, truncation: Truncation | None = None) -> np.ndarray:
         """Class probabilities (N, C) of texts (or (premise, hypothesis) pairs) in ``lang``."""
-        return torch.softmax(torch.from_numpy(self.logits_of(self._examples(items, lang), lang)), -1).numpy()
+        logits = self.logits_of(self._examples(items, lang), lang, truncation)
+        return torch.softmax(torch.from_numpy(logits), -1).numpy()
 
-    def predict(self, items: list, lang: str) -> list[str]:
+    def predict(self, items: list, lang: str, truncation: Truncation | None = None) -> list[str]:
         """The predicted label of every item, in input order."""
-        return [self.labels[i] for i in self.logits_of(self._examples(items, lang), lang).argmax(-1)]
+        return [self.labels[i] for i in self.logits_of(self._examples(items, lang), lang, truncation).argmax(-1)]

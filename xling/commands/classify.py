@@ -55,13 +55,19 @@ def read_inputs(path: str, pair: bool) -> list:
 
 
 def run_predict(args) -> int:
+    import sys
+
     from xling.classification.predict import Predictor
     from xling.utils.io import write_lines_atomic
+    from xling.utils.truncation import Truncation
 
     clf = Predictor.load(args.model, max_tokens=args.max_tokens, batch_size=args.batch_size)
     clf.check_language(args.lang)
     items = read_inputs(args.input, clf.pair)
-    probs = clf.probabilities(items, args.lang)  # (N, C)
+    cut = Truncation()
+    probs = clf.probabilities(items, args.lang, truncation=cut)  # (N, C)
+    if msg := cut.message(clf.unit):
+        print(f"xling classify predict: {msg}", file=sys.stderr)
     best = probs.argmax(-1) if len(items) else []
     lines = [clf.labels[k] + (f"\t{probs[i, k]:.4f}" if args.scores else "") for i, k in enumerate(best)]
     write_lines_atomic(args.out, lines)

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from xling.embeddings.api import SentenceEncoder
+    from xling.utils.truncation import Truncation
 
     if args.batch_size < 1 or args.chunk < 1:
         raise XlingError("--batch-size and --chunk: must be positive")
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_api = logging.getLogger("xling.embeddings.api")
     level = quiet_api.level
     quiet_api.setLevel(logging.ERROR)  # empty-line warnings: counted once above, not per chunk
+    cut = Truncation()  # lines cut to the model's length, over every chunk: said once below
     try:
         with atomic_path(args.out) as tmp:
             if args.mmap:
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             for a in range(0, n, args.chunk):
                 chunk = texts[a : a + args.chunk]
                 out[a : a + len(chunk)] = enc.encode(chunk, args.lang, batch_size=args.batch_size,
-                                                     normalize=args.normalize)
+                                                     normalize=args.normalize, truncation=cut)
                 bar.update(len(chunk))
             if args.mmap:
                 out.flush()
@@ -70,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         quiet_api.setLevel(level)
         bar.close()
+    if msg := cut.message():
+        print(f"xling embed: {msg}", file=sys.stderr)
     if not args.quiet:
         print(f"xling embed: {n} x {d} float32 -> {args.out}", file=sys.stderr)
     return 0

@@ -5,7 +5,8 @@
     enc.decode(enc.encode(["Guten Tag."], "de"), tgt_lang="en", beam=4)        # ["Good day."]
 
 - Inputs are tokenized as in training (``<s> x </s>``), cut to the trained ``max_len``
-  (one warning counting cut lines), sorted by length into batches, and returned in input
+  (one warning counting cut lines, or counted into the caller's ``truncation``
+  counter: :mod:`xling.utils.truncation`), sorted by length into batches, and returned in input
   order. Each sentence's vector does not depend on the rest of its batch: padding never
   enters a pooled state (BiLSTM packed, transformer key-masked, pooling over real tokens).
 - Empty or whitespace-only texts get a zero vector (they keep their row, so row i is always
@@ -33,6 +34,7 @@ from xling.embeddings.model import SentenceEmbedder
 from xling.errors import XlingError
 from xling.models.io import read_model_config
 from xling.tokenization.vocab import Vocab
+from xling.utils.truncation import Truncation, counting
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +116,11 @@ class SentenceEncoder:
             raise XlingError(f"language {lang!r}: this sentence encoder was not trained to {what} it "
                              f"(known: {', '.join(known) or 'none'})")
 
-    def encode(self, texts: Sequence[str], lang: str, batch_size: int = 64, normalize: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], lang: str, batch_size: int = 64, normalize: bool = False,
+               truncation: Truncation | None = None) -> np.ndarray:
         """(len(texts), D) float32 embeddings in input order (see the module doc);
-        ``normalize``: unit L2 norm per row (zero rows stay zero)."""
+        ``normalize``: unit L2 norm per row (zero rows stay zero); ``truncation``: a counter
+        the texts cut to ``max_len`` are added to (the caller reports them), else one warning."""
         self.check_lang(lang)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise XlingError(f"batch size: must be a positive integer, got {batch_size!r}")
@@ -125,9 +129,8 @@ class SentenceEncoder:
         if len(where) < len(texts):
             log.warning("%d of %d texts are empty: zero vectors", len(texts) - len(where), len(texts))
         ids = self.vocab.encode_batch([texts[i] for i in where]) if where else []
-        n_long = sum(len(x) > self.max_len for x in ids)
-        if n_long:
-            log.warning("%d of %d texts are longer than %d tokens and were truncated", n_long, len(texts), self.max_len)
+        with counting(truncation, log) as cut:
+            cut.add(map(len, ids), self.max_len, total=len(texts))
         ids = [x[: self.max_len] for x in ids]
         if where:
             out[where] = embed_ids(self.model, ids, self.vocab.bos_id, self.vocab.eos_id, batch_size).numpy()

@@ -24,6 +24,7 @@ and ``xling-mining-tatoeba|model:…|data:…|split:…|k:4|margin:ratio|index:F
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,11 @@ from xling.errors import XlingError
 from xling.evaluation.signature import short_hash, signature
 from xling.mining.index import DEFAULT_EF_SEARCH, DEFAULT_NPROBE, Embeddings
 from xling.mining.margin import best_candidates, candidate_scores, margin as margin_fn
-from xling.mining.mine import Pairs, neighbours, select_pairs
+from xling.mining.mine import Pairs, check_settings, neighbours, select_pairs
 from xling.utils.io import atomic_path
+from xling.utils.truncation import Truncation, counting
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -223,11 +227,26 @@ def text_ids(texts: list[str]) -> np.ndarray:
     return np.fromiter((first.setdefault(t, i) for i, t in enumerate(texts)), dtype=np.int64, count=len(texts))
 
 
+def check_sizes(n: int, d: int, name: str, distractors: int = 4, dev_fraction: float = 0.5, seed: int = 0,
+                **settings: Any) -> None:
+    """Before encoding: ``n`` aligned pairs of dimension ``d`` make BUCC-style dev and test
+    sets, and k and the index fit every set the evaluations mine (``name``: e.g. the pair)."""
+    kw = {key: settings[key] for key in ("k", "margin", "mode", "index") if key in settings}
+    if not n:
+        raise XlingError(f"{name}: no parallel sentences to evaluate")
+    for split, b in bucc_sets(n, distractors, dev_fraction, seed).items():
+        check_settings(len(b.src_rows), len(b.tgt_rows), d, names=(f"{name} BUCC {split} source",
+                                                                   f"{name} BUCC {split} target"), **kw)
+    check_settings(n, n, d, names=(f"{name} source", f"{name} target"), **{**kw, "mode": "max"})  # Tatoeba: both ways
+
+
 def evaluate_mining_model(model_dir: str | os.PathLike, src_texts: list[str], tgt_texts: list[str], src_lang: str,
                           tgt_lang: str, *, batch_size: int = 64, data: str | None = None,
-                          **kw: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+                          truncation: Truncation | None = None, **kw: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Encode aligned texts with ``SentenceEncoder.from_pretrained(model_dir)`` and evaluate
-    (:func:`evaluate_mining`); equal texts count as the same sentence."""
+    (:func:`evaluate_mining`); equal texts count as the same sentence. Languages, sizes, k
+    and the index are checked before encoding; sentences cut to the model's length are
+    counted into ``truncation``, else said in one warning for both sides."""
     from xling.embeddings import SentenceEncoder  # lazy: torch, and built separately
     from xling.evaluation.signature import model_hash
     from xling.evaluation.textmetrics import lines_hash
@@ -235,8 +254,13 @@ def evaluate_mining_model(model_dir: str | os.PathLike, src_texts: list[str], tg
     if len(src_texts) != len(tgt_texts):
         raise XlingError(f"aligned texts needed: {len(src_texts)} source and {len(tgt_texts)} target lines")
     encoder = SentenceEncoder.from_pretrained(model_dir)
-    src = encoder.encode(src_texts, src_lang, batch_size=batch_size, normalize=True)  # (n, d)
-    tgt = encoder.encode(tgt_texts, tgt_lang, batch_size=batch_size, normalize=True)  # (n, d)
+    for lang in (src_lang, tgt_lang):
+        encoder.check_lang(lang)
+    name = f"{src_lang}-{tgt_lang}"
+    check_sizes(len(src_texts), encoder.dim, name, **kw)
+    with counting(truncation, log, prefix=f"{name}: ") as cut:
+        src = encoder.encode(src_texts, src_lang, batch_size=batch_size, normalize=True, truncation=cut)  # (n, d)
+        tgt = encoder.encode(tgt_texts, tgt_lang, batch_size=batch_size, normalize=True, truncation=cut)  # (n, d)
     return evaluate_mining(src, tgt, model=model_hash(model_dir), data=data or short_hash(lines_hash(src_texts) + lines_hash(tgt_texts)),
                            src_ids=text_ids(src_texts), tgt_ids=text_ids(tgt_texts), **kw)
 

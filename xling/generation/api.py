@@ -3,8 +3,8 @@
     model, vocab = load_generation_model("runs/mt/model")
     outs = generate_texts(model, vocab, ["Hello world.", ""], "en", "de", GenerationConfig(beam=5))
 
-Inputs are encoded, truncated to the model's source budget (one warning counting the
-truncated lines), sorted by length (longest first) into batches of at most
+Inputs are encoded, truncated to the model's source budget (one warning per call counting
+the truncated lines, or counted into the caller's ``truncation``: :mod:`xling.utils.truncation`), sorted by length (longest first) into batches of at most
 ``batch_size`` sentences and ``max_tokens`` padded source tokens (each beam or sample
 row counted), decoded, and put back in input order. Empty or whitespace-only lines give
 "" without reaching the model. Outputs never contain line breaks (they become spaces),
@@ -37,6 +37,7 @@ from xling.models.io import read_model_config
 from xling.models.seq2seq import TransformerSeq2Seq
 from xling.tasks.build import SEQ2SEQ_TYPES
 from xling.tokenization.vocab import Vocab
+from xling.utils.truncation import Truncation, counting
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +117,14 @@ def _one_line(text: str) -> str:
 
 def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], src_lang: str, tgt_lang: str,
                    cfg: GenerationConfig | None = None, batch_size: int = 64, max_tokens: int | None = None,
-                   progress: bool = True, max_src_len: int | None = None) -> list[list[tuple[str, float]]]:
+                   progress: bool = True, max_src_len: int | None = None, truncation: Truncation | None = None
+                   ) -> list[list[tuple[str, float]]]:
     """Per input text, up to ``cfg.n_best`` ``(text, score)`` pairs, best first; an empty
     input gives ``[("", 0.0)]``. Languages are codes of ``vocab`` (unknown ones are
     XlingErrors naming the known ones). Sources are cut to ``max_src_len`` tokens (the length
     the model was trained with) within what the model's positions allow, or without it to
-    :func:`max_source_len`'s default, with one warning."""
+    :func:`max_source_len`'s default: counted into ``truncation``, else one warning for the
+    whole call (never one per batch)."""
     cfg = cfg or GenerationConfig()
     src_id, tgt_id = vocab.lang_id(src_lang), vocab.lang_id(tgt_lang)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -132,10 +135,9 @@ def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], s
     where = [i for i, t in enumerate(texts) if t.strip()]  # non-empty inputs
     ids = vocab.encode_batch([texts[i] for i in where]) if where else []
     budget = max_source_len(model, max_src_len)
-    n_long = sum(len(x) > budget for x in ids)
-    if n_long:
-        log.warning("%d of %d input lines are longer than %d tokens and were truncated", n_long, len(texts), budget)
-        ids = [x[:budget] for x in ids]
+    with counting(truncation, log, "input lines") as cut:
+        if cut.add(map(len, ids), budget, total=len(texts)):
+            ids = [x[:budget] for x in ids]
     hyps = generate_ids(model, vocab, ids, src_id, tgt_id, cfg, batch_size, max_tokens,
                         progress=progress and len(texts) >= PROGRESS_MIN_LINES)
     for j, hs in enumerate(hyps):
@@ -179,7 +181,9 @@ def generate_ids(model: torch.nn.Module, vocab: Vocab, ids: Sequence[Sequence[in
 
 def generate_texts(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], src_lang: str, tgt_lang: str,
                    cfg: GenerationConfig | None = None, batch_size: int = 64, max_tokens: int | None = None,
-                   progress: bool = True, max_src_len: int | None = None) -> list[str]:
+                   progress: bool = True, max_src_len: int | None = None, truncation: Truncation | None = None
+                   ) -> list[str]:
     """The best output text per input text, in input order ("" for empty inputs)."""
-    nbest = generate_nbest(model, vocab, texts, src_lang, tgt_lang, cfg, batch_size, max_tokens, progress, max_src_len)
+    nbest = generate_nbest(model, vocab, texts, src_lang, tgt_lang, cfg, batch_size, max_tokens, progress, max_src_len,
+                           truncation)
     return [hyps[0][0] for hyps in nbest]

@@ -9,6 +9,11 @@ before mining (a duplicate would be its own nearest neighbour and distort the ma
 so the output holds no pair twice and no sentence twice on a side in ``max`` mode.
 Without texts the output has 0-based row numbers in place of sentences. The output is
 sorted by score descending and written atomically.
+
+With a model, every check that needs no vector (the files, the languages, ``k`` and the
+faiss index against the number of sentences) runs before the first sentence is encoded,
+and errors name the user's text files, never the temporary embeddings. Lines cut to the
+model's length are counted over both files and said once.
 """
 
 from __future__ import annotations
@@ -24,12 +29,25 @@ import numpy as np
 from xling.errors import XlingError
 from xling.mining.index import Embeddings
 from xling.mining.lines import LineFile, text_rows
-from xling.mining.mine import Pairs, mine
+from xling.mining.mine import Pairs, check_settings, mine
 from xling.utils.io import atomic_path
+from xling.utils.truncation import Truncation
 
 log = logging.getLogger(__name__)
 
 ENCODE_CHUNK = 50_000  # lines encoded per call to the model (bounded memory for big files)
+
+
+def _rows(lines: LineFile, side: str) -> tuple[np.ndarray, dict]:
+    """The rows of a text file to mine (first occurrences of non-empty lines) and its counts."""
+    rows = lines.unique_rows()
+    stats = {"lines": len(lines), "empty": int((~lines.nonempty).sum()), "duplicates": int(lines.nonempty.sum()) - len(rows)}
+    if stats["empty"] or stats["duplicates"]:
+        log.warning("%s side (%s): left out %d empty and %d duplicate lines of %d", side, lines.path,
+                    stats["empty"], stats["duplicates"], len(lines))
+    if not len(rows):
+        raise XlingError(f"{lines.path}: no non-empty lines to mine")
+    return rows, stats
 
 
 def _side(emb_path: str | os.PathLike, text_path: str | os.PathLike | None, side: str) -> tuple[Embeddings, LineFile | None, dict]:
@@ -39,13 +57,7 @@ def _side(emb_path: str | os.PathLike, text_path: str | os.PathLike | None, side
     lines = LineFile(text_path)
     if len(lines) != emb.total:
         raise XlingError(f"{text_path}: {len(lines)} lines but {emb_path} has {emb.total} embeddings (one per line)")
-    rows = lines.unique_rows()
-    stats = {"lines": len(lines), "empty": int((~lines.nonempty).sum()), "duplicates": int(lines.nonempty.sum()) - len(rows)}
-    if stats["empty"] or stats["duplicates"]:
-        log.warning("%s side (%s): left out %d empty and %d duplicate lines of %d", side, text_path,
-                    stats["empty"], stats["duplicates"], len(lines))
-    if not len(rows):
-        raise XlingError(f"{text_path}: no non-empty lines to mine")
+    rows, stats = _rows(lines, side)
     return Embeddings(emb_path, rows=rows), lines, stats
 
 
@@ -68,14 +80,20 @@ def mine_files(src_emb: str | os.PathLike, tgt_emb: str | os.PathLike, out: str 
     into ``out``; returns counts. ``mine_kw`` go to :func:`xling.mining.mine.mine`."""
     src, src_lines, src_stats = _side(src_emb, src_text, "source")
     tgt, tgt_lines, tgt_stats = _side(tgt_emb, tgt_text, "target")
+    return _mine_sides(src, tgt, out, (src_lines, tgt_lines), (src_stats, tgt_stats), **mine_kw)
+
+
+def _mine_sides(src: Embeddings, tgt: Embeddings, out: str | os.PathLike, lines: tuple, stats: tuple,
+                **mine_kw: Any) -> dict[str, Any]:
+    """Mine ``src`` against ``tgt`` into ``out``, writing the lines of ``lines`` (closed after)."""
     try:
         pairs = mine(src, tgt, **mine_kw)
-        write_pairs(out, pairs, src_lines, tgt_lines)
+        write_pairs(out, pairs, *lines)
     finally:
-        for lines in (src_lines, tgt_lines):
-            if lines is not None:
-                lines.close()
-    return {"pairs": len(pairs), "src": src_stats, "tgt": tgt_stats, "out": str(out)}
+        for f in lines:
+            if f is not None:
+                f.close()
+    return {"pairs": len(pairs), "src": stats[0], "tgt": stats[1], "out": str(out)}
 
 
 def mine_texts(src_texts: list[str], tgt_texts: list[str], src_emb: np.ndarray, tgt_emb: np.ndarray,
@@ -94,9 +112,10 @@ def mine_texts(src_texts: list[str], tgt_texts: list[str], src_emb: np.ndarray, 
 
 
 def encode_file(encoder: Any, lines: LineFile, lang: str, out_npy: str | os.PathLike, *, batch_size: int = 64,
-                progress: bool = False) -> None:
+                progress: bool = False, truncation: Truncation | None = None) -> None:
     """Encode a text file with a ``SentenceEncoder`` into ``out_npy`` (n, d) float32, chunk by
-    chunk; empty lines get zero vectors (they are not mined)."""
+    chunk; empty lines get zero vectors (they are not mined). Lines cut to the model's
+    length are counted into ``truncation`` (else one warning per chunk)."""
     from tqdm import tqdm
 
     arr = None  # the .npy is created (zero-filled) once the first vectors give the dimension
@@ -106,7 +125,8 @@ def encode_file(encoder: Any, lines: LineFile, lang: str, out_npy: str | os.Path
         for chunk in lines.chunks(ENCODE_CHUNK):
             keep = np.asarray([i for i, t in enumerate(chunk) if t.strip()], dtype=np.int64)
             if keep.size:
-                vecs = encoder.encode([chunk[i] for i in keep], lang, batch_size=batch_size, normalize=True)  # (c', d)
+                vecs = encoder.encode([chunk[i] for i in keep], lang, batch_size=batch_size, normalize=True,
+                                      truncation=truncation)  # (c', d)
                 if arr is None:
                     arr = np.lib.format.open_memmap(out_npy, mode="w+", dtype=np.float32, shape=(len(lines), vecs.shape[1]))
                 arr[start + keep] = vecs
@@ -120,20 +140,39 @@ def encode_file(encoder: Any, lines: LineFile, lang: str, out_npy: str | os.Path
 
 def mine_with_model(model_dir: str | os.PathLike, src_text: str | os.PathLike, src_lang: str,
                     tgt_text: str | os.PathLike, tgt_lang: str, out: str | os.PathLike, *, batch_size: int = 64,
-                    progress: bool = False, **mine_kw: Any) -> dict[str, Any]:
+                    progress: bool = False, truncation: Truncation | None = None, **mine_kw: Any) -> dict[str, Any]:
     """Encode both files with ``SentenceEncoder.from_pretrained(model_dir)`` into temporary
-    ``.npy`` files next to ``out`` and mine them (:func:`mine_files`)."""
+    ``.npy`` files next to ``out`` and mine them (as :func:`mine_files` does). Files, languages,
+    ``k`` and the index are checked first (see the module doc); lines cut to the model's
+    length are counted into ``truncation``, else said in one warning for both files."""
     from xling.embeddings import SentenceEncoder  # lazy: heavy (torch), and optional for embedding-only mining
 
-    encoder = SentenceEncoder.from_pretrained(model_dir)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".xling-mine.", dir=Path(out).parent) as tmp:
-        paths = {}
-        for side, text, lang in (("src", src_text, src_lang), ("tgt", tgt_text, tgt_lang)):
-            with LineFile(text) as lines:
-                if not len(lines):
-                    raise XlingError(f"{text}: empty file")
-                paths[side] = Path(tmp) / f"{side}.npy"
-                encode_file(encoder, lines, lang, paths[side], batch_size=batch_size, progress=progress)
-        return mine_files(paths["src"], paths["tgt"], out, src_text=src_text, tgt_text=tgt_text,
-                          progress=progress, **mine_kw)
+    texts = (src_text, tgt_text)
+    files: list[LineFile] = []
+    try:
+        for text in texts:
+            files.append(LineFile(text))
+            if not len(files[-1]):
+                raise XlingError(f"{text}: empty file")
+        (src_rows, src_stats), (tgt_rows, tgt_stats) = _rows(files[0], "source"), _rows(files[1], "target")
+        encoder = SentenceEncoder.from_pretrained(model_dir)
+        for lang in (src_lang, tgt_lang):
+            encoder.check_lang(lang)
+        names = (str(src_text), str(tgt_text))
+        check_settings(len(src_rows), len(tgt_rows), encoder.dim, names=names, filtered=True, **mine_kw)
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".xling-mine.", dir=Path(out).parent) as tmp:
+            cut, per_file = truncation or Truncation(), []
+            for lines, lang, side in zip(files, (src_lang, tgt_lang), ("src", "tgt")):
+                before = cut.cut
+                encode_file(encoder, lines, lang, Path(tmp) / f"{side}.npy", batch_size=batch_size, progress=progress,
+                            truncation=cut)
+                per_file.append(f"{lines.path}: {cut.cut - before}")
+            if truncation is None and (msg := cut.message()):
+                log.warning("%s (%s)", msg, ", ".join(per_file))
+            src = Embeddings(Path(tmp) / "src.npy", name=names[0], rows=src_rows)
+            tgt = Embeddings(Path(tmp) / "tgt.npy", name=names[1], rows=tgt_rows)
+            return _mine_sides(src, tgt, out, tuple(files), (src_stats, tgt_stats), progress=progress, **mine_kw)
+    finally:
+        for f in files:
+            f.close()

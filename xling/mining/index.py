@@ -167,13 +167,64 @@ def check_dims(a: Embeddings, b: Embeddings) -> None:
         raise XlingError(f"embedding dimensions differ: {a.name} has dimension {a.d}, {b.name} has dimension {b.d}")
 
 
-def check_k(k: int, corpus: Embeddings) -> None:
+def _sentences(n: int) -> str:
+    return f"{n} sentence{'' if n == 1 else 's'}"
+
+
+def check_k(k: int, corpus: Embeddings | int, name: str | None = None, filtered: bool = False) -> None:
+    """``k`` neighbours fit ``corpus`` (embeddings, or a number of sentences called ``name``;
+    ``filtered``: counted after removing duplicate and empty lines)."""
+    if isinstance(corpus, Embeddings):
+        corpus, name, filtered = corpus.n, corpus.name, corpus.rows is not None
     if k < 1:
         raise XlingError(f"k must be at least 1, got {k}")
-    if k > corpus.n:
-        raise XlingError(
-            f"k={k} is larger than {corpus.name} ({corpus.n} sentences{' after removing duplicates and empty lines' if corpus.rows is not None else ''}); use a smaller k"
-        )
+    if k > corpus:
+        after = " after removing duplicates and empty lines" if filtered else ""
+        raise XlingError(f"{name}: {_sentences(corpus)}{after}, fewer than the k={k} neighbours asked for; "
+                         f"use a smaller k")
+
+
+def _min_training(index) -> int:
+    """Fewest vectors that train ``index``: its IVF lists, its PQ centroids per sub-quantizer."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexPreTransform):
+        inner = faiss.downcast_index(inner.index)
+    pq = getattr(inner, "pq", None)
+    return max(ivf.nlist if ivf is not None else 1, pq.ksub if pq is not None else 1)
+
+
+def _n_train(n: int, train_size: int | None, nlist: int) -> int:
+    """Vectors sampled to train an index of ``nlist`` lists on ``n`` rows."""
+    return min(n, train_size or max(DEFAULT_TRAIN, 64 * nlist))
+
+
+def make_index(spec: str, d: int):
+    """An empty faiss inner-product index from the factory string ``spec``."""
+    import faiss
+
+    try:
+        return faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise XlingError(f"faiss index {spec!r}: {_faiss_message(e)}") from None
+
+
+def check_index(spec: str, d: int, n: int, name: str, train_size: int | None = None) -> None:
+    """Before any vector exists: ``spec`` is a valid index of dimension ``d``, and when it
+    needs training, the ``n`` sentences of ``name`` give it enough training vectors."""
+    import faiss
+
+    index = make_index(spec, d)
+    if index.is_trained:
+        return
+    ivf = faiss.try_extract_index_ivf(index)
+    need, have = _min_training(index), _n_train(n, train_size, ivf.nlist if ivf is not None else 0)
+    if have < need:
+        what = f"{_sentences(n)} {'is' if n == 1 else 'are'}" if have == n else f"a training sample of {have} is"
+        raise XlingError(f"{name}: {what} too few to train faiss index {spec!r} (it needs at least {need}); "
+                         f"use a smaller index (fewer lists or centroids) or Flat")
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -188,10 +239,7 @@ def build_index(emb: Embeddings, spec: str = "Flat", *, nprobe: int = DEFAULT_NP
     """A faiss inner-product index of ``emb`` built from the factory string ``spec``."""
     import faiss
 
-    try:
-        index = faiss.index_factory(emb.d, spec, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as e:
-        raise XlingError(f"faiss index {spec!r}: {_faiss_message(e)}") from None
+    index = make_index(spec, emb.d)
     ivf = faiss.try_extract_index_ivf(index)
     with _threads_for(emb.n * emb.d * 64):
         _train_and_add(index, ivf, emb, spec, train_size, seed, chunk_size, progress)
@@ -207,7 +255,7 @@ def build_index(emb: Embeddings, spec: str = "Flat", *, nprobe: int = DEFAULT_NP
 def _train_and_add(index, ivf, emb: Embeddings, spec: str, train_size: int | None, seed: int, chunk_size: int,
                    progress: bool) -> None:
     if not index.is_trained:
-        n_train = min(emb.n, train_size or max(DEFAULT_TRAIN, 64 * (ivf.nlist if ivf else 0)))
+        n_train = _n_train(emb.n, train_size, ivf.nlist if ivf else 0)
         sample = np.sort(np.random.default_rng(seed).choice(emb.n, n_train, replace=False))
         try:
             index.train(emb.take(sample))  # (n_train, d)

@@ -30,7 +30,7 @@ import numpy as np
 
 from xling.errors import unknown
 from xling.mining.index import (DEFAULT_CHUNK, DEFAULT_EF_SEARCH, DEFAULT_NPROBE, Embeddings, as_embeddings,
-                                build_index, check_dims, check_k, search)
+                                build_index, check_dims, check_index, check_k, search)
 from xling.mining.margin import best_candidates, candidate_scores, check_margin, neighbour_mean
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,29 @@ def needed_directions(margin: str, mode: str) -> tuple[bool, bool]:
     if margin != "absolute" or mode in ("intersection", "max"):
         return True, True
     return mode == "forward", mode == "backward"
+
+
+def check_scoring(margin: str, mode: str) -> None:
+    """A known margin and retrieval mode."""
+    check_margin(margin)
+    if mode not in MODES:
+        raise unknown("mode", mode, MODES)
+
+
+def check_settings(n_src: int, n_tgt: int, d: int, *, k: int = 4, margin: str = "ratio", mode: str = "max",
+                   index: str = "Flat", train_size: int | None = None, names: tuple[str, str] = ("source", "target"),
+                   filtered: bool = False, **_other) -> None:
+    """Every check of :func:`mine` that needs no vector, from the sizes alone (``n_src``,
+    ``n_tgt`` sentences of dimension ``d``, called ``names``): margin, mode, ``k`` against
+    both sides, the faiss index against the side(s) it will be built on. Mining with a model
+    runs it before encoding anything. ``_other``: mining options checked where they are used."""
+    check_scoring(margin, mode)
+    check_k(k, n_tgt, names[1], filtered)
+    check_k(k, n_src, names[0], filtered)
+    fwd, bwd = needed_directions(margin, mode)
+    for wanted, n, name in ((fwd, n_tgt, names[1]), (bwd, n_src, names[0])):  # forward search indexes the targets
+        if wanted:
+            check_index(index, d, n, name, train_size)
 
 
 def neighbours(src: Embeddings, tgt: Embeddings, k: int, index: str = "Flat", *, forward: bool = True,
@@ -143,9 +166,7 @@ def greedy_match(src: np.ndarray, tgt: np.ndarray, score: np.ndarray) -> np.ndar
 
 def select_pairs(nb: Neighbours, margin: str = "ratio", mode: str = "max", threshold: float | None = None) -> Pairs:
     """Score the candidates and keep the pairs of ``mode`` (positions of both sides)."""
-    check_margin(margin)
-    if mode not in MODES:
-        raise unknown("mode", mode, MODES)
+    check_scoring(margin, mode)
     fwd_mean, bwd_mean = (nb.fwd_mean, nb.bwd_mean) if margin != "absolute" else (None, None)
     fwd, bwd = needed_directions(margin, mode)
     if (fwd and nb.fwd_sims is None) or (bwd and nb.bwd_sims is None):
@@ -185,11 +206,11 @@ def mine(src: "np.ndarray | str | os.PathLike | Embeddings", tgt: "np.ndarray | 
 
     ``src_rows`` / ``tgt_rows`` (sorted) restrict each side to those rows (e.g. without
     duplicate or empty lines); ``index`` is a faiss factory string ("Flat" = exact)."""
-    check_margin(margin)
-    if mode not in MODES:
-        raise unknown("mode", mode, MODES)
     src_e = as_embeddings(src, _name(src, "source embeddings"), src_rows)
     tgt_e = as_embeddings(tgt, _name(tgt, "target embeddings"), tgt_rows)
+    check_dims(src_e, tgt_e)
+    check_settings(src_e.n, tgt_e.n, src_e.d, k=k, margin=margin, mode=mode, index=index, train_size=train_size,
+                   names=(src_e.name, tgt_e.name), filtered=src_e.rows is not None or tgt_e.rows is not None)
     big, small = max(src_e.n, tgt_e.n), min(src_e.n, tgt_e.n)
     if big > SIZE_RATIO_WARN * small:
         log.warning("source and target sizes differ %.0fx (%d vs %d sentences): most sentences of the larger side "
