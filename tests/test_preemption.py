@@ -21,6 +21,7 @@ from ddp_worker import ToyModel, mse_loss, signal_on_call
 from test_trainer import assert_same_params, config, run, train_lines
 from xling.cli import main
 from xling.errors import XlingError
+from xling.training import preemption
 from xling.training.preemption import Stopped, stop_message
 from xling.training.resume import config_changes
 from xling.utils.io import _HOST
@@ -54,10 +55,15 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_resume_is_exact(tmp
     assert [r["loss"] for r in train_lines(tmp_path / "b")] == [r["loss"] for r in train_lines(tmp_path / "ref")]
 
 
-def test_a_second_signal_aborts_without_saving(tmp_path):
+def test_a_repeated_signal_is_the_same_one_a_later_one_aborts(tmp_path, monkeypatch):
+    # two micro-batches per step: both signals come during step 2, as a launcher forwarding one would
+    _, summary, _ = run(tmp_path / "a", config(save_every=0, grad_accum=2),
+                        loss_fn=signal_on_call(signal.SIGTERM, {3, 4}))
+    assert (summary["stopped"], summary["steps"]) == ("signal", 2)
+    monkeypatch.setattr(preemption, "REPEAT_WINDOW_S", 0.0)  # now the second one is a new signal
     before = signal.getsignal(signal.SIGTERM)
+    tmp_path = tmp_path / "b"
     with pytest.raises(Stopped) as e:
-        # two micro-batches per step: both signals come during step 2
         run(tmp_path, config(save_every=0, grad_accum=2), loss_fn=signal_on_call(signal.SIGTERM, {3, 4}))
     assert e.value.code == 143 and e.value.aborted and "second SIGTERM" in str(e.value)
     assert not (tmp_path / "checkpoints").exists()  # aborted in step 2: nothing saved
@@ -135,6 +141,21 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, caplog, how
     assert [r["loss"] for r in train_lines(tmp_path / "b")] == [r["loss"] for r in train_lines(tmp_path / "ref")]
 
 
+def test_rotation_after_a_fallback_keeps_the_new_checkpoint(tmp_path):
+    """Resumed from step 2 past a damaged step 4, keep_checkpoints=1 must keep the new step 3
+    (not the damaged, higher-numbered step 4), and a second resume continues from it."""
+    cfg = config(save_every=2, keep_checkpoints=2)
+    ref_model, _, _ = run(tmp_path / "ref", cfg)
+    run(tmp_path / "b", cfg, stop_after=4)
+    damage(tmp_path / "b", "truncated")
+    run(tmp_path / "b", config(save_every=1, keep_checkpoints=1), resume=True, stop_after=3)
+    root = tmp_path / "b" / "checkpoints"
+    assert (root / "latest").read_text().strip() == "step_00000003" and (root / "step_00000003").is_dir()
+    model, summary, _ = run(tmp_path / "b", cfg, resume=True)
+    assert summary["steps"] == 6
+    assert_same_params(model, ref_model)
+
+
 def test_resume_with_no_intact_checkpoint_is_one_line_error(tmp_path):
     run(tmp_path, config(save_every=2, keep_checkpoints=2), stop_after=4)
     bad = damage(tmp_path, "truncated")
@@ -186,27 +207,40 @@ def steps_logged(run_dir: Path) -> int:
     return sum(1 for x in lines if '"lr"' in x)
 
 
-@pytest.mark.timeout(240)
-def test_sigterm_stops_xling_train_and_resume_is_bit_identical(workdir, caplog):
-    ref = workdir / "ref"
-    assert main(train_args(workdir, ref, *LONG)) == 0
-    run_dir = workdir / "sig"
+def interrupt(workdir: Path, run_dir: Path, signum: int) -> int:
+    """``xling train`` in a subprocess, ``signum`` sent after 3 logged steps: checks the exit
+    status (128 + signum), the one-line message and what is on disk; returns the stop step."""
     proc = subprocess.Popen([sys.executable, "-m", "xling.cli", *train_args(workdir, run_dir, *LONG)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.monotonic() + 120
     while steps_logged(run_dir) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err[-3000:]  # 128 + SIGTERM
-    lines = err.strip().splitlines()
+    assert proc.returncode == 128 + signum, err[-3000:]
+    name = signal.Signals(signum).name
     summary = json.loads((run_dir / "summary.json").read_text())
     step = summary["steps"]
-    assert (summary["stopped"], summary["signal"]) == ("signal", "SIGTERM") and 3 <= step < 200
-    assert lines[-1] == f"xling: stopped by SIGTERM at step {step}; checkpoint saved, continue with --resume"
+    assert (summary["stopped"], summary["signal"]) == ("signal", name) and 3 <= step < 200
+    lines = err.strip().splitlines()
+    assert lines[-1] == f"xling: stopped by {name} at step {step}; checkpoint saved, continue with --resume"
     assert "Traceback" not in err and out == ""
     assert (run_dir / "checkpoints/latest").read_text().strip() == f"step_{step:08d}"
     assert not (run_dir / "model").exists()  # not finished: no final model
+    return step
+
+
+@pytest.mark.timeout(120)
+def test_sigint_stops_xling_train_with_status_130(workdir):
+    interrupt(workdir, workdir / "sigint", signal.SIGINT)
+
+
+@pytest.mark.timeout(240)
+def test_sigterm_stops_xling_train_and_resume_is_bit_identical(workdir, caplog):
+    ref = workdir / "ref"
+    assert main(train_args(workdir, ref, *LONG)) == 0
+    run_dir = workdir / "sig"
+    interrupt(workdir, run_dir, signal.SIGTERM)
     with caplog.at_level(logging.WARNING):
         assert main(train_args(workdir, run_dir, *LONG, "--resume")) == 0
     assert not [m for m in warnings_of(caplog) if "differs" in m or "damaged" in m or "stale" in m]

@@ -151,7 +151,7 @@ def save_checkpoint(
 
     ``state`` (JSON-able) goes into trainer_state.json, completed with the
     optimizer's param groups and the sha256 of both tensor files. ``save_extra``
-    runs last and may add files; ``keep`` most recent checkpoints survive
+    runs last and may add files; ``keep`` most recent checkpoints up to ``step`` survive
     (``keep <= 0`` keeps all).
     """
     root = Path(root)
@@ -166,8 +166,9 @@ def save_checkpoint(
         full["sha256"] = {n: sha256_file(tmp / n) for n in (MODEL_FILE, OPTIMIZER_FILE)}
         write_json_atomic(tmp / STATE_FILE, full)
     write_text_atomic(root / LATEST_FILE, target.name + "\n")
-    if keep > 0:
-        for old in list_checkpoints(root)[:-keep]:
+    if keep > 0:  # step directories past this one (a damaged or unnamed newer one) never push it out
+        done = [p for p in list_checkpoints(root) if int(_STEP_DIR.match(p.name).group(1)) <= step]
+        for old in done[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return target
 

@@ -13,7 +13,11 @@ and SIGINT (Ctrl-C); the previous handlers are restored when ``train()`` returns
   ``--resume`` continues it exactly as if it had never stopped.
 - A second signal while stopping aborts at once (:class:`Stopped` raised from the handler,
   ``aborted=True``): temporaries are removed by the atomic writers, nothing new is saved, and
-  ``--resume`` starts from the last complete checkpoint.
+  ``--resume`` starts from the last complete checkpoint. Signals within
+  :data:`REPEAT_WINDOW_S` of the first count as that one: launchers forward what they get
+  (torchrun passes SIGTERM / Ctrl-C's SIGINT on to workers that already got it from the
+  terminal or from ``scancel``), and a forwarded copy must not turn a clean stop into an abort.
+  (torchrun then SIGKILLs its workers 30 s later: a step plus a checkpoint must fit in that.)
 
 Exit status rule (the shell convention for a process ended by a signal): **128 + the signal
 number**, i.e. **143 for SIGTERM and 130 for SIGINT**, for a clean stop and for an abort alike.
@@ -33,6 +37,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SIGNAL_STOP = "signal"  # the summary's "stopped" reason
+REPEAT_WINDOW_S = 2.0  # a signal this soon after the first is the same one, forwarded
 
 
 def exit_status(signum: int) -> int:
@@ -70,6 +76,7 @@ class StopSignals:
     def __init__(self, signals: tuple[int, ...] = SIGNALS) -> None:
         self.signals = signals
         self.signum: int | None = None  # the first signal received, None until then
+        self._first_at = 0.0  # time.monotonic() of the first signal
         self.step = 0  # the step counter at the last :meth:`at_step` (for the messages)
         self._previous: dict[int, Any] = {}
 
@@ -81,17 +88,20 @@ class StopSignals:
         self.step = step
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        # os.write, not logging: a handler may interrupt a write to the buffered sys.stderr
         name = signal_name(signum)
         if self.signum is None:
-            self.signum = signum
-            if dist.is_main():  # os.write: safe inside a handler, unlike buffered stderr
+            self.signum, self._first_at = signum, time.monotonic()
+            if dist.is_main():
                 os.write(2, f"xling: {name} received: stopping after step {self.step + 1} with a "
                             f"checkpoint (send it again to abort without saving)\n".encode())
             return
+        if time.monotonic() - self._first_at < REPEAT_WINDOW_S:
+            return  # the first signal, forwarded by a launcher
         message = (f"xling: second {name}: aborted without saving at step {self.step}; "
                    "--resume continues from the last complete checkpoint")
         if dist.is_main():
-            log.warning(message)
+            os.write(2, (message + "\n").encode())
         raise Stopped(signum, self.step, message, aborted=True)
 
     def __enter__(self) -> "StopSignals":

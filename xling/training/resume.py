@@ -102,7 +102,7 @@ def warn_config_changes(old: dict[str, Any] | None, new: dict[str, Any] | None, 
     """Warn in one line when the resumed ``checkpoint`` was written under another config."""
     if not isinstance(old, dict) or not isinstance(new, dict):
         return []
-    changes = config_changes(old, new)
+    changes = config_changes(old, json.loads(json.dumps(new)))  # as stored: tuples are lists
     if changes:
         shown = "; ".join(changes[:_SHOWN]) + (f"; and {len(changes) - _SHOWN} more" if len(changes) > _SHOWN else "")
         log.warning("xling: warning: resuming %s with a config that differs from the one it was trained with: %s",
