@@ -128,15 +128,16 @@ class Predictor:
         self.check_language(lang)
         if not examples:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        with counting(truncation, log, self.unit, prefix=f"{lang}: ") as cut:
+        with counting(truncation, log, self.unit, prefix=f"{lang}: ") as cut:  # said before the model runs
             if self.vocab is not None:
                 enc, lengths = encode_examples(self.vocab, examples, self.vocab.lang_id(lang),
                                                self.model.config.max_len, None, cut)
-                return batched_logits(self.model, enc, lengths, self.max_tokens)
-            feats = embed_examples(self.encoder, examples, lang, self.batch_size, self.model.config.normalize,
-                                   self.languages, cut)
-        enc = [(f, -1) for f in feats]
-        return batched_logits(self.model, enc, np.ones(len(enc), dtype=np.int64), self.batch_size)
+            else:
+                feats = embed_examples(self.encoder, examples, lang, self.batch_size, self.model.config.normalize,
+                                       self.languages, cut)
+                enc, lengths = [(f, -1) for f in feats], np.ones(len(feats), dtype=np.int64)
+        budget = self.max_tokens if self.vocab is not None else self.batch_size  # tokens, or feature rows
+        return batched_logits(self.model, enc, lengths, budget)
 
     def probabilities(self, items: list, lang: str, truncation: Truncation | None = None) -> np.ndarray:
         """Class probabilities (N, C) of texts (or (premise, hypothesis) pairs) in ``lang``."""
