@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ddp_worker import ToyModel, mse_loss, signal_on_call
+from ddp_worker import signal_on_call
 from test_trainer import assert_same_params, config, run, train_lines
 from xling.cli import main
 from xling.errors import XlingError

@@ -338,6 +338,7 @@ class Trainer:
         ``save_every``; at the end flushes the log, validates, saves a checkpoint,
         plots the curves and writes ``out_dir/summary.json``. Returns the summary.
         """
+        self.signals.at_step(self.step)
         with self.signals:  # SIGTERM / SIGINT handlers only while training
             return self._train(stop_after)
 
