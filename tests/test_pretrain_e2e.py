@@ -2,6 +2,7 @@
 pretraining -> evaluation, plus the user errors of the pretraining path."""
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -99,12 +100,24 @@ def test_unknown_language_in_objectives(workdir, capsys):
     _one_line_error(capsys, rc, "'xx'")
 
 
-def test_corrupt_checkpoint_on_resume(workdir, capsys):
+def test_corrupt_checkpoint_on_resume(workdir, capsys, caplog):
+    """A damaged latest checkpoint: --resume falls back to the newest intact one with one warning
+    naming both; when none is intact, a one-line error."""
     run = workdir / "corrupt"
     assert _train(workdir, run) == 0
     latest = (run / "checkpoints" / "latest").read_text().strip()
+    assert latest == "step_00000006" and (run / "checkpoints" / "step_00000003").is_dir()
     f = run / "checkpoints" / latest / "model.safetensors"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # truncated
+    caplog.clear()
+    assert _train(workdir, run, "--resume") == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "damaged" in r.getMessage()]
+    assert len(warnings) == 1 and str(f) in warnings[0] and "resuming from step_00000003" in warnings[0], warnings
+    assert json.loads((run / "summary.json").read_text())["steps"] == 6
+    for ckpt in (run / "checkpoints").glob("step_*"):
+        g = ckpt / "model.safetensors"
+        g.write_bytes(g.read_bytes()[: g.stat().st_size // 2])
+    capsys.readouterr()
     rc = _train(workdir, run, "--resume")
     _one_line_error(capsys, rc, "model.safetensors")
 

@@ -93,43 +93,42 @@ def test_classify_predict_says_once_how_many_lines_it_cut(models, tmp_path, caps
     assert cut_records(caplog) == []
 
 
-def test_evaluate_classification_says_how_many_lines_it_cut(models, tmp_path, caplog):
+def test_evaluate_classification_says_how_many_lines_it_cut(models, tmp_path, capsys):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    lines = [long_line("en", i) if i % 3 == 0 else short_line("en", i) for i in range(12)]  # 4 long
-    write(corpus / "test.en", lines)
-    write(corpus / "test.en.genre", ["no", "yes"] * 6)
-    with caplog.at_level(logging.WARNING):
-        rc = main(["evaluate", "classification", "--model", str(models["classifier"]), "--data", str(corpus),
-                   "--langs", "en", "--quiet"])
+    for lang, every in (("en", 3), ("de", 4)):  # 4 long of 12, 3 long of 12
+        write(corpus / f"test.{lang}", [long_line(lang, i) if i % every == 0 else short_line(lang, i) for i in range(12)])
+        write(corpus / f"test.{lang}.genre", ["no", "yes"] * 6)
+    rc = main(["evaluate", "classification", "--model", str(models["classifier"]), "--data", str(corpus),
+               "--langs", "en,de", "--quiet"])
     assert rc == 0
-    msgs = cut_records(caplog)
-    assert len(msgs) == 1 and f"4 of 12 lines are longer than {MAX} tokens" in msgs[0], msgs
+    msgs = cut_messages(capsys.readouterr().err)  # the command says it, prefixed, once for all languages
+    assert len(msgs) == 1 and msgs[0].startswith("xling evaluate classification: "), msgs
+    assert f"7 of 24 lines are longer than {MAX} tokens" in msgs[0], msgs
 
 
-def test_mine_with_a_model_says_once_how_many_lines_it_cut(models, tmp_path, caplog):
+def test_mine_with_a_model_says_once_how_many_lines_it_cut(models, tmp_path, capsys):
     src = [long_line("de", i) if i < 2 else short_line("de", i) for i in range(6)]  # 2 long
     tgt = [long_line("en", i) if i < 3 else short_line("en", i) for i in range(6)]  # 3 long
-    with caplog.at_level(logging.WARNING):
-        rc = main(["mine", "--model", str(models["laser"]), "--src", write(tmp_path / "de.txt", src), "--src-lang", "de",
-                   "--tgt", write(tmp_path / "en.txt", tgt), "--tgt-lang", "en", "--out", str(tmp_path / "p.tsv"),
-                   "--k", "2", "--quiet"])
+    rc = main(["mine", "--model", str(models["laser"]), "--src", write(tmp_path / "de.txt", src), "--src-lang", "de",
+               "--tgt", write(tmp_path / "en.txt", tgt), "--tgt-lang", "en", "--out", str(tmp_path / "p.tsv"),
+               "--k", "2", "--quiet"])
     assert rc == 0
-    msgs = cut_records(caplog)
-    assert len(msgs) == 1, msgs  # one for the run, not one per side
+    msgs = cut_messages(capsys.readouterr().err)  # the command says it, prefixed
+    assert len(msgs) == 1 and msgs[0].startswith("xling mine: "), msgs  # one for the run, not one per side
     assert f"5 of 12 lines are longer than {MAX} tokens" in msgs[0] and "de.txt: 2" in msgs[0] and "en.txt: 3" in msgs[0]
 
 
-def test_evaluate_mining_with_a_model_says_once_how_many_lines_it_cut(models, tmp_path, caplog):
+def test_evaluate_mining_with_a_model_says_once_how_many_lines_it_cut(models, tmp_path, capsys):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     write(corpus / "test.de-en.de", [long_line("de", i) if i < 4 else f"{short_line('de', i)} {i}" for i in range(20)])
     write(corpus / "test.de-en.en", [long_line("en", i) if i < 5 else f"{short_line('en', i)} {i}" for i in range(20)])
-    with caplog.at_level(logging.WARNING):
-        rc = main(["evaluate", "mining", "--model", str(models["laser"]), "--corpus", str(corpus), "--pairs", "de-en"])
+    rc = main(["evaluate", "mining", "--model", str(models["laser"]), "--corpus", str(corpus), "--pairs", "de-en"])
     assert rc == 0
-    msgs = cut_records(caplog)
-    assert len(msgs) == 1 and f"9 of 40 lines are longer than {MAX} tokens" in msgs[0], msgs
+    msgs = cut_messages(capsys.readouterr().err)  # the command says it, prefixed
+    assert len(msgs) == 1 and msgs[0].startswith("xling evaluate mining: "), msgs
+    assert f"9 of 40 lines are longer than {MAX} tokens" in msgs[0], msgs
 
 
 def test_translate_says_once_how_many_lines_it_cut(models, tmp_path, caplog):

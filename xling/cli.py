@@ -15,6 +15,7 @@ import sys
 from xling import __version__
 from xling.commands.args import Parser
 from xling.errors import XlingError
+from xling.training.preemption import Stopped
 
 COMMANDS = ["corpus", "vocab", "train", "evaluate", "generate", "embed", "mine", "classify"]  # modules; "generate" adds translate + generate; missing ones are skipped
 
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     except XlingError as e:
         print(f"xling: error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:  # training stopped by SIGTERM / SIGINT after a checkpoint (message already said)
+        return int(e.code)
     except KeyboardInterrupt:
         print("xling: interrupted", file=sys.stderr)
         return 130

@@ -11,6 +11,7 @@ classifier must beat on unbalanced data such as the Bible genres.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from xling.errors import XlingError
 from xling.evaluation.signature import model_hash, signature
 from xling.models.io import read_model_config
 from xling.utils.io import atomic_path, sha256_file, write_json_atomic
+from xling.utils.truncation import Truncation, counting
+
+log = logging.getLogger(__name__)
 
 
 def transfer_summary(acc: dict[str, float], source: str) -> dict[str, Any]:
@@ -53,9 +57,11 @@ def data_hash(spec: DataSpec) -> str:
 
 def evaluate_classification(model_dir: str | Path, spec: DataSpec, source: str | None = None,
                             examples: dict[str, list[Example]] | None = None, progress: bool = True,
-                            max_tokens: int = 4096, batch_size: int = 64) -> dict[str, Any]:
+                            max_tokens: int = 4096, batch_size: int = 64,
+                            truncation: Truncation | None = None) -> dict[str, Any]:
     """Accuracy per language of the classifier in ``model_dir`` on ``spec`` (already read
-    ``examples`` may be passed), with the summary figures and a signature."""
+    ``examples`` may be passed), with the summary figures and a signature. Sentences cut to
+    the model's length are counted into ``truncation`` (else said in one warning for the run)."""
     clf = Predictor.load(model_dir, max_tokens=max_tokens, batch_size=batch_size)
     by_lang = examples if examples is not None else load_examples(spec, "data")
     check_labels(by_lang, clf.labels, f"{spec.path or spec.format}")
@@ -65,9 +71,12 @@ def evaluate_classification(model_dir: str | Path, spec: DataSpec, source: str |
         raise XlingError(f"--source {source}: not among the evaluated languages ({', '.join(by_lang)})")
     index = {y: i for i, y in enumerate(clf.labels)}
     per_lang: dict[str, dict[str, Any]] = {}
-    for lang, xs in tqdm(by_lang.items(), desc="classify", disable=not progress):
+    with counting(truncation, log, clf.unit) as cut:
+        logits = {lang: clf.logits_of(xs, lang, cut)
+                  for lang, xs in tqdm(by_lang.items(), desc="classify", disable=not progress)}
+    for lang, xs in by_lang.items():
         gold = np.array([index[x.label] for x in xs])
-        pred = clf.logits_of(xs, lang).argmax(-1)
+        pred = logits[lang].argmax(-1)
         correct = int((pred == gold).sum())
         per_lang[lang] = {"accuracy": correct / len(xs), "correct": correct, "n": len(xs),
                           "majority": float(np.bincount(gold).max() / len(xs))}

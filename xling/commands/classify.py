@@ -55,8 +55,6 @@ def read_inputs(path: str, pair: bool) -> list:
 
 
 def run_predict(args) -> int:
-    import sys
-
     from xling.classification.predict import Predictor
     from xling.utils.io import write_lines_atomic
     from xling.utils.truncation import Truncation
@@ -67,7 +65,7 @@ def run_predict(args) -> int:
     cut = Truncation()
     probs = clf.probabilities(items, args.lang, truncation=cut)  # (N, C)
     if msg := cut.message(clf.unit):
-        print(f"xling classify predict: {msg}", file=sys.stderr)
+        A.warn("classify predict", msg)
     best = probs.argmax(-1) if len(items) else []
     lines = [clf.labels[k] + (f"\t{probs[i, k]:.4f}" if args.scores else "") for i, k in enumerate(best)]
     write_lines_atomic(args.out, lines)
@@ -77,12 +75,16 @@ def run_predict(args) -> int:
 def run_evaluate(args) -> int:
     from xling.classification.data import DataSpec, detect_format
     from xling.classification.report import evaluate_classification, format_table, plot_accuracy, write_report
+    from xling.utils.truncation import Truncation
 
     fmt = args.format or detect_format(args.data)
     langs = [x.strip() for x in args.langs.split(",") if x.strip()]
     spec = DataSpec(format=fmt, path=args.data.removeprefix("hf:"), split=args.split, langs=langs, limit=args.limit)
+    cut = Truncation()
     result = evaluate_classification(args.model, spec, source=args.source, max_tokens=args.max_tokens,
-                                     batch_size=args.batch_size, progress=not args.quiet)
+                                     batch_size=args.batch_size, progress=not args.quiet, truncation=cut)
+    if msg := cut.message():
+        A.warn("evaluate classification", msg)
     print(format_table(result))
     if args.out:
         write_report(result, args.out, args.plot)

@@ -68,6 +68,9 @@ def run_mining(args) -> int:
         from xling.data.readers import load_parallel_split
         from xling.evaluation.mining import evaluate_mining_model
         from xling.evaluation.report import corpus_hash
+        from xling.utils.truncation import Truncation
+
+        cut = Truncation()
 
         for pair in _csv(args.pairs):
             l1, sep, l2 = pair.partition("-")
@@ -75,7 +78,10 @@ def run_mining(args) -> int:
                 raise XlingError(f"--pairs: {pair!r} is not a language pair like de-en")
             a, b = load_parallel_split(args.corpus, args.split, l1, l2)
             results[pair], hists[pair] = evaluate_mining_model(args.model, a, b, l1, l2, batch_size=args.batch_size,
-                                                               data=corpus_hash(args.corpus), **settings)
+                                                               data=corpus_hash(args.corpus), truncation=cut,
+                                                               **settings)
+        if msg := cut.message():
+            A.warn("evaluate mining", msg)
     print(format_table(results))
     if args.out:
         write_json_atomic(args.out, {"pairs": results})

@@ -45,6 +45,7 @@ def add_mining_options(p, scale: bool = True) -> None:
 
 def run(args) -> int:
     from xling.mining.files import mine_files, mine_with_model
+    from xling.utils.truncation import Truncation
 
     kw = mining_options(args)
     progress = not args.quiet and sys.stderr.isatty()
@@ -53,8 +54,11 @@ def run(args) -> int:
         if missing or args.src_emb or args.tgt_emb:
             raise XlingError("--model needs --src, --src-lang, --tgt, --tgt-lang (and no --src-emb/--tgt-emb)"
                              + (f"; missing {', '.join(missing)}" if missing else ""))
+        cut = Truncation()
         stats = mine_with_model(args.model, args.src, args.src_lang, args.tgt, args.tgt_lang, args.out,
-                                batch_size=args.batch_size, progress=progress, **kw)
+                                batch_size=args.batch_size, progress=progress, truncation=cut, **kw)
+        if msg := cut.message():
+            A.warn("mine", msg)
     else:
         if not (args.src_emb and args.tgt_emb):
             raise XlingError("give --src-emb and --tgt-emb (precomputed .npy embeddings) or --model")

@@ -162,14 +162,14 @@ def mine_with_model(model_dir: str | os.PathLike, src_text: str | os.PathLike, s
         check_settings(len(src_rows), len(tgt_rows), encoder.dim, names=names, filtered=True, **mine_kw)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".xling-mine.", dir=Path(out).parent) as tmp:
-            cut, per_file = truncation or Truncation(), []
+            cut = truncation or Truncation()
             for lines, lang, side in zip(files, (src_lang, tgt_lang), ("src", "tgt")):
                 before = cut.cut
                 encode_file(encoder, lines, lang, Path(tmp) / f"{side}.npy", batch_size=batch_size, progress=progress,
                             truncation=cut)
-                per_file.append(f"{lines.path}: {cut.cut - before}")
+                cut.parts[str(lines.path)] = cut.cut - before  # the message names each file's share
             if truncation is None and (msg := cut.message()):
-                log.warning("%s (%s)", msg, ", ".join(per_file))
+                log.warning("%s", msg)
             src = Embeddings(Path(tmp) / "src.npy", name=names[0], rows=src_rows)
             tgt = Embeddings(Path(tmp) / "tgt.npy", name=names[1], rows=tgt_rows)
             return _mine_sides(src, tgt, out, tuple(files), (src_stats, tgt_stats), progress=progress, **mine_kw)

@@ -41,7 +41,12 @@ import time
 from types import FrameType
 from typing import Any
 
-from xling.training import distributed as dist
+
+
+def _is_main() -> bool:
+    from xling.training import distributed as dist  # lazy: torch, and cli imports Stopped
+
+    return dist.is_main()
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +97,7 @@ class StopSignals:
         name = signal_name(signum)
         if self.signum is None:
             self.signum, self._first_at = signum, time.monotonic()
-            if dist.is_main():
+            if _is_main():
                 os.write(2, f"xling: {name} received: stopping after step {self.step + 1} with a "
                             f"checkpoint (send it again to abort without saving)\n".encode())
             return
@@ -100,7 +105,7 @@ class StopSignals:
             return  # the first signal, forwarded by a launcher
         message = (f"xling: second {name}: aborted without saving at step {self.step}; "
                    "--resume continues from the last complete checkpoint")
-        if dist.is_main():
+        if _is_main():
             os.write(2, (message + "\n").encode())
         raise Stopped(signum, self.step, message, aborted=True)
 
@@ -133,7 +138,7 @@ def raise_if_stopped(summary: dict[str, Any]) -> None:
     message = stop_message(summary)
     if message is None:
         return
-    if dist.is_main():
+    if _is_main():
         log.warning(message)
     signum = int(signal.Signals[summary["signal"]]) if summary.get("signal") else signal.SIGTERM
     raise Stopped(signum, int(summary.get("steps") or 0), message)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Truncation:
     cut: int = 0  # lines longer than the limit (cut to it)
     total: int = 0  # lines seen
     limit: int | None = None  # tokens kept (the smallest limit seen)
+    parts: dict[str, int] = field(default_factory=dict)  # lines cut per source (file, pair), when a caller says
 
     def add(self, lengths: Iterable[int], limit: int, total: int | None = None) -> int:
         """Count token ``lengths`` over ``limit`` among ``total`` lines (default: one line per
@@ -44,8 +45,9 @@ class Truncation:
         """One line saying how many ``what`` were cut; None when none was."""
         if not self.cut:
             return None
+        parts = f" ({', '.join(f'{k}: {n}' for k, n in self.parts.items())})" if len(self.parts) > 1 else ""
         return (f"{self.cut} of {self.total} {what} are longer than {self.limit} tokens (the model's maximum): "
-                f"cut to {self.limit}")
+                f"cut to {self.limit}{parts}")
 
 
 @contextlib.contextmanager
