@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from test_mining import FakeEncoder
 from xling.cli import main
 from xling.errors import XlingError
 from xling.evaluation.mining import (best_threshold, bucc_sets, evaluate_bucc, evaluate_mining, evaluate_tatoeba,
@@ -109,18 +110,8 @@ def test_cli_evaluate_mining(tmp_path, capsys):
     assert "aligned embeddings needed" in capsys.readouterr().err
 
 
-class _NoEncoding:
+class _NoEncoding(FakeEncoder):
     """A sentence encoder stub that fails the test when it encodes anything."""
-
-    dim = 8
-
-    @classmethod
-    def from_pretrained(cls, model_dir):
-        return cls()
-
-    def check_lang(self, lang):
-        if lang not in ("de", "en"):
-            raise XlingError(f"unknown language {lang!r}")
 
     def encode(self, *args, **kw):
         pytest.fail("sentences were encoded before the sizes and settings were checked")

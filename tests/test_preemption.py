@@ -26,9 +26,9 @@ from xling.training.preemption import Stopped, stop_message
 from xling.training.resume import config_changes
 from xling.utils.io import _HOST
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE_DB = ROOT / "tests" / "fixtures" / "bible_mini.db"
-TINY = str(ROOT / "configs" / "tiny.yaml")
+from conftest import ROOT, TINY_CONFIG
+
+TINY = str(TINY_CONFIG)
 
 
 def warnings_of(caplog) -> list[str]:
@@ -182,11 +182,10 @@ def test_config_changes_name_what_changed():
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(workspace, tmp_path_factory):
     d = tmp_path_factory.mktemp("preempt")
-    assert main(["corpus", "bible", "--langs", "en,fr", "--db", str(FIXTURE_DB), "--out", str(d / "corpus"),
-                 "--quiet"]) == 0
-    assert main(["vocab", "--corpus", str(d / "corpus"), "--size", "500", "--out", str(d / "vocab")]) == 0
+    (d / "corpus").symlink_to(workspace.corpus)  # the shared corpus and vocabulary (tests/conftest.py)
+    (d / "vocab").symlink_to(workspace.vocab)
     return d
 
 
