@@ -32,6 +32,7 @@ from xling.models.encoder import TransformerEncoder
 from xling.models.io import load_model_dir
 from xling.models.pooling import pool
 from xling.objectives.mlm import concat_pair
+from xling.tokenization.langs import Lang
 
 POOLINGS = ("first", "mean")
 INPUT_KEYS = ("tokens", "langs", "positions", "features")  # batch keys that go to the model
@@ -131,7 +132,7 @@ class EmbeddingHeadConfig:
     dropout: float = 0.1  # dropout on the features
     normalize: bool = True  # L2-normalised embeddings
     encoder: str = "encoder"  # the SentenceEncoder directory: relative to this model's directory, or absolute
-    languages: list[str] = field(default_factory=list)  # languages the encoder knows ([] = not recorded)
+    languages: list[Lang] = field(default_factory=list)  # languages the encoder knows ([] = not recorded)
 
     def __post_init__(self) -> None:
         _check_head(self.labels, self.dropout)
