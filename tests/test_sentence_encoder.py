@@ -16,10 +16,10 @@ import yaml
 from xling.cli import main
 from xling.config import load_config
 from xling.embeddings import SentenceEmbedder, SentenceEmbedderConfig, SentenceEncoder
+from xling.embeddings.decoding import EmbeddingStepDecoder
 from xling.models.pooling import pool
 from xling.errors import XlingError
 from xling.generation.base import GenerationConfig
-from xling.generation.embedding import EmbeddingStepDecoder
 from xling.generation.search import generate
 from xling.models.config import EncoderConfig
 from xling.models.encoder import TransformerEncoder

@@ -10,7 +10,8 @@ import sacrebleu
 
 from xling.cli import main
 from xling.errors import XlingError
-from xling.evaluation.textmetrics import bleu, bleu_tokenizer, evaluate_files, rouge, unicode_tokens
+from xling.evaluation.textmetrics import bleu, bleu_tokenizer, evaluate_files, rouge
+from xling.tokenization.words import unicode_tokens
 
 HYPS = [
     "The quick brown fox jumps over the lazy dog.",

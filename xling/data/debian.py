@@ -27,7 +27,7 @@ breaks become spaces, whitespace collapsed).
 
 Filters, per language: no synopsis or no long description (``empty``); long
 description under ``min_words`` words (``short``) or over ``max_words`` (``long``).
-Words are :func:`xling.evaluation.textmetrics.unicode_tokens` (Han and kana
+Words are :func:`xling.tokenization.words.unicode_tokens` (Han and kana
 characters count one each, punctuation not at all).
 
 Split: ``int(sha256(md5), 16) % 100``: < 5 test, 5-9 valid, else train. A
@@ -57,6 +57,7 @@ from urllib.parse import unquote
 from xling.data.readers import SPLITS, mono_file, write_manifest, write_mono, write_pair
 from xling.errors import XlingError
 from xling.tokenization.langs import check_lang
+from xling.tokenization.words import unicode_tokens
 from xling.utils.io import atomic_dir, sha256_file, write_lines_atomic
 
 DEFAULT_LISTS = "/var/lib/apt/lists"
@@ -195,8 +196,6 @@ def parse_index(text: str, source: str = "<text>") -> list[Entry]:
 
 
 def _word_count(text: str) -> int:
-    from xling.evaluation.textmetrics import unicode_tokens
-
     return len(unicode_tokens(text))
 
 

@@ -146,7 +146,7 @@ class SentenceEncoder:
         ``cfg``: a :class:`xling.generation.base.GenerationConfig` (default: beam ``beam``,
         at most ``max_len`` tokens); its length bounds count from an empty source."""
         from xling.generation.base import GenerationConfig
-        from xling.generation.embedding import EmbeddingStepDecoder
+        from xling.embeddings.decoding import EmbeddingStepDecoder
         from xling.generation.search import generate
 
         self.check_lang(tgt_lang, target=True)

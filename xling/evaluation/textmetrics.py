@@ -35,27 +35,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import regex
-
 from xling.errors import XlingError
 from xling.evaluation.signature import short_hash, signature
 from xling.tokenization.langs import check_known_lang
+from xling.tokenization.words import unicode_tokens
 from xling.utils.io import read_lines, write_json_atomic
-
-_CJK_CHAR = r"[\p{Han}\p{Hiragana}\p{Katakana}]"
-_TOKEN = regex.compile(rf"{_CJK_CHAR}|(?:(?!{_CJK_CHAR})[\p{{L}}\p{{M}}\p{{N}}])+")
 
 BLEU_TOKENIZERS = {"zh": "zh", "ja": "char", "th": "char", "lo": "char", "km": "char", "my": "char"}
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
-
-
-def unicode_tokens(text: str) -> list[str]:
-    """Lowercased word tokens of any script: runs of letters/marks/digits; Han and kana one per character.
-
-    >>> unicode_tokens("Größe: 3 Äpfel, 中文字")
-    ['größe', '3', 'äpfel', '中', '文', '字']
-    """
-    return _TOKEN.findall(text.lower())
 
 
 def bleu_tokenizer(lang: str | None) -> str:
