@@ -199,7 +199,7 @@ def check_reusable(run: Path, expected_sets: list[str], minutes: float) -> None:
     trained for ``minutes`` (within 5% or 6 seconds, all resumed calls together)."""
     from xling.config import load_config, to_dict
     from xling.tasks.pretrain import PretrainConfig
-    from xling.utils.pipeline import trained_minutes
+    from pipeline import trained_minutes
 
     if not (run / "model" / "config.json").is_file() or not (run / "config.yaml").is_file():
         sys.exit(f"--xling-run {run}: no finished run (model/config.json, config.yaml)")
@@ -356,7 +356,7 @@ def generate_xling(model_dir: Path, src: str, tgt: str, args, test_src: Path, ou
 
 
 def bleu(hyp: Path, ref: Path, tgt: str, out: Path) -> dict:
-    from xling.utils.pipeline import xling
+    from pipeline import xling
 
     xling("evaluate", "bleu", "--hyp", str(hyp), "--ref", str(ref), "--lang", tgt, "--out", str(out))
     return json.loads(out.read_text())
@@ -372,7 +372,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     from xling.utils.io import write_lines_atomic
-    from xling.utils.pipeline import head, run_meta, train_for, xling
+    from pipeline import head, run_meta, train_for, xling
     from xling.tokenization.vocab import Vocab
 
     src, tgt = args.pair.split("-")

@@ -79,7 +79,7 @@ def main() -> int:
     from xling.evaluation.textmetrics import lines_hash
     from xling.evaluation.signature import short_hash
     from xling.utils.io import read_lines
-    from xling.utils.pipeline import run_meta
+    from pipeline import run_meta
 
     corpus, out = ROOT / args.corpus, ROOT / args.out
     (out / "emb").mkdir(parents=True, exist_ok=True)

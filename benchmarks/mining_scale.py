@@ -183,7 +183,7 @@ def exact_top1_sample(data: Path, sample: np.ndarray) -> np.ndarray:
 
 
 def machine() -> str:
-    from xling.utils.pipeline import cpu_model
+    from pipeline import cpu_model
 
     model = cpu_model()
     import faiss

@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from xling.utils.pipeline import head, run_meta, train_for, xling
+from pipeline import head, run_meta, train_for, xling
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = ROOT / "configs" / "bench"

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from xling.evaluation.baselines import baseline
 from xling.utils.io import write_json_atomic, write_lines_atomic
-from xling.utils.pipeline import head, n_parameters, run_meta, train_for, xling
+from pipeline import head, n_parameters, run_meta, train_for, xling
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = ROOT / "configs" / "bench"

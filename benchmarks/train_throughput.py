@@ -38,7 +38,7 @@ MASK_ID = 4  # xling.tokenization.vocab.MASK
 
 def machine() -> str:
     """CPU model name, core count, torch version and threads, one line."""
-    from xling.utils.pipeline import cpu_model
+    from pipeline import cpu_model
 
     model = cpu_model()
     return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"

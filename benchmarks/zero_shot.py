@@ -27,7 +27,7 @@ import json
 import sys
 from pathlib import Path
 
-from xling.utils.pipeline import run_meta, xling
+from pipeline import run_meta, xling
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"finetune": ROOT / "configs" / "classify_bible.yaml", "frozen": ROOT / "configs" / "classify_bible_laser.yaml"}

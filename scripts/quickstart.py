@@ -17,10 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-from xling.utils import pipeline
-from xling.utils.pipeline import train_once, xling
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))  # pipeline.py: helpers shared with the benchmarks
+import pipeline  # noqa: E402
+from pipeline import train_once, xling  # noqa: E402
+
 LANGS = ["en", "de", "fr", "zh"]
 PAIRS = ["de-en", "en-fr", "en-zh"]
 

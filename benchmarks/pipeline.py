@@ -1,7 +1,9 @@
 """Helpers for scripts that chain ``xling`` commands (the quickstart, benchmarks).
 
 Each step runs the real CLI in a subprocess (what a user would type), and finished
-steps are reused, so an interrupted pipeline resumes where it stopped.
+steps are reused, so an interrupted pipeline resumes where it stopped. Not part of the
+``xling`` package: benchmarks (run as ``python benchmarks/NAME.py``) import it as
+``pipeline``; ``scripts/quickstart.py`` puts this folder on ``sys.path`` first.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the repository (this file is benchmarks/pipeline.py)
 
 
 def xling(*args: str, check: bool = True) -> int:
