@@ -87,20 +87,6 @@ def _comm_device() -> torch.device:
     return torch.device("cpu")
 
 
-def all_reduce_mean(x: float | torch.Tensor) -> float | torch.Tensor:
-    """Mean of ``x`` over ranks; a float gives a float, a tensor a new tensor."""
-    if world_size() == 1:
-        return x.clone() if isinstance(x, torch.Tensor) else float(x)
-    if isinstance(x, torch.Tensor):
-        t = x.detach().to(_comm_device(), torch.float64 if not x.is_floating_point() else x.dtype)
-        t = t.clone()
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return (t / world_size()).to(x.device)
-    t = torch.tensor([float(x)], dtype=torch.float64, device=_comm_device())
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return float(t.item()) / world_size()
-
-
 def any_true(flag: bool) -> bool:
     """True if ``flag`` is true on any rank (so all ranks take the same decision)."""
     if world_size() == 1:
