@@ -80,3 +80,36 @@ def workspace(tmp_path_factory) -> Workspace:
     return Workspace(root=d, corpus=d / "corpus", vocab=d / "vocab", xlm=d / "xlm", s2s=d / "s2s",
                      laser=d / "laser", classifier=d / "classify_run" / "model",
                      classify_config=_yaml(d / "classify.yaml", classify), train_config=_yaml(d / "train.yaml", train))
+
+
+TINY_SIZES = dict(vocab_size=100, n_langs=3, d_model=32, n_layers=2, n_heads=4, max_positions=32)
+
+
+def tiny(pre_norm=True, seed=0, n_dec_layers=None, **kw):
+    """A tiny model in eval mode, its weights drawn after ``torch.manual_seed(seed)``: a
+    TransformerEncoder, or a TransformerSeq2Seq with ``n_dec_layers`` decoder layers.
+    Sizes are :data:`TINY_SIZES` with ``d_ff = 2 * d_model``; ``kw`` overrides config fields."""
+    import torch
+
+    from xling.models.config import EncoderConfig, Seq2SeqConfig
+    from xling.models.encoder import TransformerEncoder
+    from xling.models.seq2seq import TransformerSeq2Seq
+
+    cfg = {**TINY_SIZES, "pre_norm": pre_norm, **kw}
+    cfg.setdefault("d_ff", 2 * cfg["d_model"])
+    torch.manual_seed(seed)
+    if n_dec_layers is None:
+        return TransformerEncoder(EncoderConfig(**cfg)).eval()
+    return TransformerSeq2Seq(Seq2SeqConfig(**cfg, n_dec_layers=n_dec_layers)).eval()
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny matrices and models gain nothing from more
+    threads, which only add contention (spinning) on a busy machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,25 +1,22 @@
 """TransformerEncoder and layers: shapes, masking semantics, KV cache, FLOP count."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import tiny as tiny_model
 from xling.errors import XlingError
 from xling.models import masks
 from xling.models.config import EncoderConfig
-from xling.models.encoder import TransformerEncoder
 from xling.models.layers import LayerKV, MultiHeadAttention, few_query_attention
 
 ATOL = 1e-5
 
 
-def tiny(pre_norm=True, **kw):
-    torch.manual_seed(0)
-    cfg = EncoderConfig(vocab_size=100, n_langs=3, d_model=32, n_layers=2, n_heads=4, d_ff=64,
-                        max_positions=16, pre_norm=pre_norm, **kw)
-    return TransformerEncoder(cfg).eval()
+tiny = partial(tiny_model, max_positions=16)  # a TransformerEncoder
 
 
 def rand_tokens(B, T, seed=1):

@@ -12,15 +12,7 @@ from xling.models.seq2seq import TransformerSeq2Seq
 from xling.objectives.mass import MASSObjective
 
 BOS, EOS, MASK, V = 2, 3, 4, 100
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: extra threads only add contention on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sentences(rng, n, lo, hi):

@@ -2,12 +2,14 @@
 Seq2SeqObjective (layout, overfitting, a copy task decoded greedily by hand)."""
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import tiny as tiny_model
 from xling.data.masking import IGNORE, MaskingConfig
 from xling.errors import XlingError
 from xling.models import masks
@@ -22,20 +24,8 @@ ATOL = 1e-5
 BOS, EOS = 2, 3
 SIZES = dict(vocab_size=100, n_langs=3, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_positions=32)
 norms = pytest.mark.parametrize("pre_norm", [True, False], ids=["pre_norm", "post_norm"])
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: extra threads only add contention on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tiny(pre_norm=True, n_dec_layers=2, seed=0, **kw):
-    torch.manual_seed(seed)
-    return TransformerSeq2Seq(Seq2SeqConfig(**SIZES, pre_norm=pre_norm, n_dec_layers=n_dec_layers, **kw)).eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
+tiny = partial(tiny_model, n_dec_layers=2)  # a TransformerSeq2Seq
 
 
 def rand_tokens(B, T, seed=1):

@@ -2,16 +2,17 @@
 the seq2seq fine-tuning layout, the incremental decoder against full forwards, and tiny
 models that learn (reversal with the decoder; overfitting a pretraining batch)."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 
+from conftest import tiny as tiny_model
 from xling.data.masking import IGNORE, MaskingConfig, NgramConfig, choose_units, mlm_mask, ngram_mask
 from xling.errors import XlingError
 from xling.generation.unilm import unilm_step_decoder
 from xling.models import masks
-from xling.models.config import EncoderConfig
-from xling.models.encoder import TransformerEncoder
 from xling.objectives.unilm import (
     MASK_TYPES,
     UnilmConfig,
@@ -29,12 +30,7 @@ def M(rows):
     return torch.tensor(rows, dtype=torch.bool)
 
 
-def tiny(seed=0, pre_norm=True, d_model=32, max_positions=32, init_std=0.02):
-    torch.manual_seed(seed)
-    cfg = EncoderConfig(vocab_size=V, n_langs=3, d_model=d_model, n_layers=2, n_heads=4, d_ff=2 * d_model,
-                        max_positions=max_positions, pre_norm=pre_norm, dropout=0.0, attn_dropout=0.0,
-                        init_std=init_std)
-    return TransformerEncoder(cfg)
+tiny = partial(tiny_model, dropout=0.0, attn_dropout=0.0)  # a TransformerEncoder (V = 100 tokens)
 
 
 # ---------------------------------------------------------------- masks, by hand
@@ -325,15 +321,6 @@ def test_decoder_user_errors():
 # ---------------------------------------------------------------- tiny models learn
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread (no spinning on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _greedy(model, srcs, max_len):
     """Hand-written greedy search over the step decoder: stop a row at </s>."""
     dec = unilm_step_decoder(model, srcs, 0, 1)
@@ -352,7 +339,7 @@ def _greedy(model, srcs, max_len):
 
 def test_tiny_unilm_learns_to_reverse(one_thread):
     torch.manual_seed(0)
-    model = tiny(d_model=64)
+    model = tiny(d_model=64).train()
     obj = UnilmSeq2SeqObjective(V)
     rng = np.random.default_rng(0)
 
@@ -375,7 +362,7 @@ def test_tiny_unilm_learns_to_reverse(one_thread):
 
 @pytest.mark.parametrize("kind", MASK_TYPES)
 def test_pretraining_step_reduces_loss_on_fixed_batch(kind, one_thread):
-    model = tiny()
+    model = tiny().train()
     obj = UnilmObjective(V)
     rng = np.random.default_rng(0)
     rows = [np.concatenate([[3], rng.integers(5, V, 9), [3], rng.integers(5, V, 12)]) for _ in range(8)]
