@@ -209,12 +209,12 @@ class ClassificationObjective:
             batch["positions"] = torch.from_numpy(pad_batch([p for (_, p, _), _ in examples]))  # (B, T)
         return batch
 
-    def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         logits = model(**{k: batch[k] for k in INPUT_KEYS if k in batch}).float()  # (B, C)
         labels = batch["labels"]
         loss = F.cross_entropy(logits, labels)
-        with torch.no_grad():
-            acc = float((logits.argmax(-1) == labels).float().mean())
-        n_tok = float((batch["tokens"] != 0).sum()) if "tokens" in batch else float(len(labels))
+        with torch.no_grad():  # stats stay tensors on the device: no host sync
+            acc = (logits.argmax(-1) == labels).float().mean()
+            n_tok = (batch["tokens"] != 0).sum() if "tokens" in batch else float(len(labels))
         name = batch.get("task", self.name)
-        return loss, {f"loss/{name}": float(loss.detach()), f"acc/{name}": acc, "tokens": n_tok}
+        return loss, {f"loss/{name}": loss.detach(), f"acc/{name}": acc, "tokens": n_tok}

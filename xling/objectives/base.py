@@ -59,26 +59,26 @@ def predict_masked(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch
 
 def masked_lm_loss(
     model: torch.nn.Module, batch: dict[str, Any], name: str, label_smoothing: float = 0.0
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
     """Mean cross-entropy over target positions, with accuracy and counts as stats.
 
     With ``label_smoothing`` > 0 the loss is the smoothed cross-entropy and the plain
     one is reported as ``nll/<name>`` (for perplexities). ``tokens`` counts the
-    non-padding input tokens, decoder inputs included.
+    non-padding input tokens, decoder inputs included. Stats are detached tensors on the
+    loss's device (no host sync), except ``targets``, a count the host already knows.
     """
     logits, targets = predict_masked(model, batch)
     logits = logits.float()
     loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    n = targets.numel()
     with torch.no_grad():
-        correct = (logits.argmax(-1) == targets).sum().item()
-        nll = float(F.cross_entropy(logits, targets)) if label_smoothing > 0 else None
-    n = int(targets.numel())
-    stats = {
-        f"loss/{name}": float(loss.detach()),
-        f"acc/{name}": correct / max(n, 1),
-        "tokens": float(sum(int((batch[k] != 0).sum()) for k in ("tokens", "dec_tokens") if k in batch)),
-        "targets": float(n),
-    }
-    if nll is not None:
-        stats[f"nll/{name}"] = nll
+        correct = (logits.argmax(-1) == targets).sum()
+        stats = {
+            f"loss/{name}": loss.detach(),
+            f"acc/{name}": correct.to(torch.float64) / max(n, 1),
+            "tokens": sum((batch[k] != 0).sum() for k in ("tokens", "dec_tokens") if k in batch),
+            "targets": float(n),
+        }
+        if label_smoothing > 0:
+            stats[f"nll/{name}"] = F.cross_entropy(logits, targets)
     return loss, stats

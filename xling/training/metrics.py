@@ -10,6 +10,9 @@ Stat convention (what a ``loss_fn`` returns next to its loss): every stat is
 averaged over the micro-batches of the logging window that reported it (and over
 ranks), except ``"tokens"``, the number of input tokens of the micro-batch, which
 is summed and gives ``tokens_per_s`` and ``tokens_seen`` (all ranks together).
+A stat is a Python number or a one-element tensor; tensors are summed on their device
+(:class:`StatWindow`) and read back once per log line, so reporting them costs no
+host-device sync per micro-batch.
 """
 
 from __future__ import annotations
@@ -19,23 +22,46 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from xling.utils.io import atomic_path, write_lines_atomic
 
 TOKENS = "tokens"
 
 
 class StatWindow:
-    """Sums and counts of the stats reported since the last log line."""
+    """Sums and counts of the stats reported since the last log line.
+
+    A stat is a Python number or a one-element tensor. Tensors are detached and summed in
+    float64 on their own device, without a host sync; :meth:`to_json` reads every sum back
+    at once. float64 sums equal Python's float sums of the same values (float32 stats
+    included) and keep token counts exact (below 2**53).
+    """
 
     def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
+        self.sums: dict[str, float | torch.Tensor] = {}  # a 0-d float64 tensor once a tensor was added
         self.counts: dict[str, int] = {}
 
     def add(self, stats: dict[str, Any]) -> None:
         """Record one micro-batch's (or step's) stats."""
         for key, value in stats.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+            if isinstance(value, torch.Tensor):
+                value = value.detach().reshape(()).to(torch.float64)
+            else:
+                value = float(value)
+            self.sums[key] = self.sums.get(key, 0.0) + value
             self.counts[key] = self.counts.get(key, 0) + 1
+
+    def floats(self) -> dict[str, float]:
+        """The sums as Python floats: one device-to-host copy per device holding sums."""
+        out = {k: v for k, v in self.sums.items() if not isinstance(v, torch.Tensor)}
+        by_device: dict[torch.device, list[str]] = {}
+        for key, value in self.sums.items():
+            if isinstance(value, torch.Tensor):
+                by_device.setdefault(value.device, []).append(key)
+        for keys in by_device.values():
+            out.update(zip(keys, torch.stack([self.sums[k] for k in keys]).tolist()))
+        return {k: out[k] for k in self.sums}
 
     def empty(self) -> bool:
         """True when nothing was recorded since the last reset."""
@@ -46,8 +72,8 @@ class StatWindow:
         self.counts.clear()
 
     def to_json(self) -> dict[str, Any]:
-        """Sums and counts, to be merged over ranks with :meth:`merge`."""
-        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+        """Sums (as floats: the window's host sync) and counts, merged over ranks with :meth:`merge`."""
+        return {"sums": self.floats(), "counts": dict(self.counts)}
 
     @staticmethod
     def merge(parts: list[dict[str, Any]]) -> tuple[dict[str, float], float]:

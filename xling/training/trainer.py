@@ -6,7 +6,12 @@ The trainer knows no objective and no model type::
                       resume=False, run_config=None)
     summary = trainer.train()            # or train(stop_after=N): stop (and save) after N steps
 
-- ``loss_fn(model, batch) -> (loss, stats)``: a scalar loss tensor and ``{name: float}``.
+- ``loss_fn(model, batch) -> (loss, stats)``: a scalar loss tensor and
+  ``{name: tensor | float}``; a stat is a detached one-element tensor (best: it stays on the
+  device) or a Python number. The trainer never reads a tensor stat, the loss or the
+  gradient norm back per micro-batch: it sums them on the device (float64) and syncs only
+  when it logs (every ``log_every`` updates) or checkpoints, so a loss_fn should not call
+  ``.item()`` / ``float()`` on its stats either (nanoGPT's and fairseq's practice).
   ``model`` is the training model: with several ranks a DistributedDataParallel wrapper
   whose call runs the synchronised forward and whose other attributes (``lm_logits``,
   ``config``...) are the bare model's. The stat ``"tokens"`` is the number of input
@@ -25,8 +30,10 @@ The trainer knows no objective and no model type::
   under a different one warns in one line naming what changed (:mod:`xling.training.resume`).
 
 Each micro-batch's loss is weighted ``1 / grad_accum``, so with equal-sized micro-batches
-and a mean-reduced loss, accumulation equals one big batch. After ``train()`` the
-parameters' ``.grad`` hold the last update's (clipped) gradients.
+and a mean-reduced loss, accumulation equals one big batch. A non-finite loss is found when
+the trainer next syncs (log line, validation or checkpoint; always before a checkpoint is
+written): a one-line XlingError ``loss is nan at step N (found at step M)``, on every rank.
+After ``train()`` the parameters' ``.grad`` hold the last update's (clipped) gradients.
 
 Resuming (``resume=True``) restores model, optimizer, step (hence the LR schedule),
 every RNG and the batch source from ``out_dir/checkpoints/latest``; a resumed run
@@ -172,7 +179,7 @@ class Trainer:
     def __init__(
         self,
         model: torch.nn.Module,
-        loss_fn: Callable[[Any, Any], tuple[torch.Tensor, dict[str, float]]],
+        loss_fn: Callable[[Any, Any], tuple[torch.Tensor, dict[str, torch.Tensor | float]]],
         batches: Iterator[Any],
         cfg: TrainerConfig,
         out_dir: str | Path,
@@ -202,7 +209,8 @@ class Trainer:
         self.window = StatWindow()
         self.step = 0
         self.lr = lr_at(1, cfg)
-        self.tokens_local = 0.0  # tokens seen by this rank
+        self.tokens_local = 0.0  # tokens seen by this rank, up to the last log (the window holds the rest)
+        self._losses: list[tuple[int, torch.Tensor]] = []  # (step, loss) not yet checked for divergence
         self.tokens_seen = 0.0  # tokens seen by all ranks (as of the last log / checkpoint)
         self.elapsed_before = 0.0  # training seconds of earlier (interrupted) runs
         self.last_loss: float | None = None
@@ -293,7 +301,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
+        total: torch.Tensor | None = None  # summed micro-batch losses, float64, on the device
         for i in range(cfg.grad_accum):
             batch = self._next_batch()
             last = i == cfg.grad_accum - 1
@@ -302,20 +310,13 @@ class Trainer:
                 with self._autocast():
                     loss, stats = self.loss_fn(self.model, batch)
                 (loss / cfg.grad_accum).backward()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise XlingError(
-                    f"loss is {value} at step {self.step + 1}: training diverged "
-                    "(lower lr, longer warmup_steps or clip_norm)"
-                )
-            total += value
-            stats = {k: float(v) for k, v in stats.items() if k not in _RESERVED}
-            self.tokens_local += stats.get(TOKENS, 0.0)
-            self.window.add(stats)
+            value = loss.detach().reshape(()).to(torch.float64)  # no host sync (see _divergence)
+            total = value if total is None else total + value
+            self.window.add({k: v for k, v in stats.items() if k not in _RESERVED})
         step_stats = {"loss": total / cfg.grad_accum}
-        if cfg.clip_norm > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_norm)
-            step_stats["grad_norm"] = float(norm)
+        self._losses.append((self.step + 1, step_stats["loss"]))
+        if cfg.clip_norm > 0:  # the norm stays a tensor
+            step_stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_norm)
         self.optimizer.step()
         self.window.add(step_stats)
         self.step += 1
@@ -397,9 +398,45 @@ class Trainer:
 
     # ------------------------------------------------- logging, validation, saving
 
+    def _divergence(self, window_loss: float | None = None) -> list | None:
+        """``[step, loss]`` of this rank's first non-finite loss since the last check, or None.
+
+        One host sync, none when ``window_loss`` (the sum of the window's step losses, read at
+        log time; the unchecked steps are in the window) is finite."""
+        losses, self._losses = self._losses, []
+        if not losses or (window_loss is not None and math.isfinite(window_loss)):
+            return None
+        values = torch.stack([v for _, v in losses])  # (S,) float64
+        bad = ~torch.isfinite(values)
+        if not bool(bad.any()):
+            return None
+        i = int(bad.nonzero()[0, 0])
+        return [losses[i][0], float(values[i])]
+
+    def _raise_if_diverged(self, found: list) -> None:
+        """Raise on every rank when any rank's :meth:`_divergence` found a non-finite loss."""
+        found = [d for d in found if d is not None]
+        if found:
+            step, value = min(found, key=lambda d: d[0])
+            seen = f" (found at step {self.step})" if step != self.step else ""
+            raise XlingError(
+                f"loss is {value} at step {step}{seen}: training diverged "
+                "(lower lr, longer warmup_steps or clip_norm)"
+            )
+
+    def _check_divergence(self) -> None:
+        """Check the losses since the last log (before validating or saving between logs)."""
+        if self._losses:  # the same on every rank (same steps)
+            self._raise_if_diverged(dist.all_gather_json(self._divergence()))
+
     def _log(self, bar: tqdm | None) -> None:
         """Write one metrics line with the window's averages over all ranks."""
-        parts = dist.all_gather_json({"window": self.window.to_json(), "tokens": self.tokens_local})
+        window = self.window.to_json()  # the window's one host sync
+        tokens_local = self.tokens_local + window["sums"].get(TOKENS, 0.0)
+        diverged = self._divergence(window["sums"].get("loss"))
+        parts = dist.all_gather_json({"window": window, "tokens": tokens_local, "diverged": diverged})
+        self._raise_if_diverged([p["diverged"] for p in parts])
+        self.tokens_local = tokens_local
         now = time.perf_counter()
         stats, tokens = StatWindow.merge([p["window"] for p in parts])
         self.tokens_seen = sum(p["tokens"] for p in parts)
@@ -425,6 +462,7 @@ class Trainer:
 
     def _validate(self) -> None:
         """Run ``valid_fn`` on rank 0 (eval mode, no grad, RNG untouched) and log it."""
+        self._check_divergence()
         start = time.perf_counter()
         metrics = None
         if dist.is_main():
@@ -450,12 +488,15 @@ class Trainer:
     def _save(self) -> None:
         """Checkpoint (all ranks contribute RNG + batch state; rank 0 writes)."""
         start = time.perf_counter()
+        pending = self.window.sums.get(TOKENS, 0.0)  # tokens of the window not yet logged
         mine = {
             "rng": capture_rng(),
             "batches": self.batches.state_dict(),
-            "tokens_seen": self.tokens_local,
+            "tokens_seen": self.tokens_local + float(pending),
+            "diverged": self._divergence(),
         }
         ranks = dist.all_gather_json(mine)
+        self._raise_if_diverged([r.pop("diverged") for r in ranks])  # before anything is written
         self.tokens_seen = sum(r["tokens_seen"] for r in ranks)
         if dist.is_main():
             state = {
