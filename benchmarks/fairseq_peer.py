@@ -131,7 +131,7 @@ def prepare_fairseq_data(data: Path, sets: list[str], vocab, src: str, tgt: str,
     joined dictionary holds xling's piece ids; returns the train and test binary dirs."""
     from xling.config import load_config
     from xling.tasks.build import task_data
-    from xling.tasks.pretrain import PretrainConfig, settings
+    from xling.tasks.pretrain import PretrainConfig, build_context
     from xling.utils.io import read_lines
 
     cfg = load_config(PretrainConfig, MT_CONFIG, sets)
@@ -139,10 +139,10 @@ def prepare_fairseq_data(data: Path, sets: list[str], vocab, src: str, tgt: str,
            "--srcdict", str(data / "dict.txt"), "--joined-dictionary", "--workers", "1", "--destdir"]
     if not (data / "bin" / f"train.{src}-{tgt}.{src}.bin").is_file():
         data.mkdir(parents=True, exist_ok=True)
-        s = settings(cfg, vocab)
+        s = build_context(cfg, vocab)
         counts: Counter = Counter()
         for split in ("train", "valid"):
-            ex, _, _ = task_data("translation", f"{src}-{tgt}", vocab, str(cfg.data.corpus), split, s)
+            ex, _, _ = task_data("translation", f"{src}-{tgt}", s, str(cfg.data.corpus), split)
             write_ids(data / f"{split}.{src}", (x.tolist() for x, _ in ex))
             write_ids(data / f"{split}.{tgt}", (y.tolist() for _, y in ex))
             if split == "train":

@@ -27,7 +27,9 @@ from xling.objectives.seq2seq import Seq2SeqObjective
 from xling.objectives.sentence import TranslationRankingObjective, duplicates, ranking_loss
 from xling.tasks import pretrain
 from xling.tasks.pretrain import PretrainConfig
-from xling.tasks.sentence import SentenceSpec, directions, p_at_1, trained_languages
+from xling.objectives.sentence import SentenceConfig as SentenceSpec
+from xling.objectives.sentence import directions
+from xling.tasks.sentence import p_at_1, trained_languages
 from xling.tokenization.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -383,7 +385,7 @@ def test_hard_negatives_cluster_pairs_by_pivot_similarity(workdir, vocab, tmp_pa
     from xling.tasks.sentence import cluster_ranking_tasks
 
     cfg = load_config(PretrainConfig, _train_config(workdir, tmp_path))
-    tasks = build_tasks([ObjectiveSpec("translation_ranking", ["fr"])], vocab, pretrain.settings(cfg, vocab))
+    tasks = build_tasks([ObjectiveSpec("translation_ranking", ["fr"])], pretrain.build_context(cfg, vocab))
     torch.manual_seed(0)
     model = SentenceEmbedder(tiny_config(vocab))
     k = cluster_ranking_tasks(tasks, model, vocab, max_tokens=512)

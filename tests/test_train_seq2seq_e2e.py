@@ -170,11 +170,11 @@ def _regenerated(workdir, model_dir, objective, lang, n, tgt_lang):
     from xling.generation.api import generate_texts, load_generation_model
     from xling.generation.base import GenerationConfig
     from xling.tasks.build import ObjectiveSpec, build_tasks
-    from xling.tasks.pretrain import settings
+    from xling.tasks.pretrain import build_context
 
     cfg = load_config(PretrainConfig, TINY, _overrides(workdir))
     vocab = Vocab.load(workdir / "vocab")
-    task = build_tasks([ObjectiveSpec(objective, [lang])], vocab, settings(cfg, vocab), split="valid", limit=n)[0]
+    task = build_tasks([ObjectiveSpec(objective, [lang])], build_context(cfg, vocab), split="valid", limit=n)[0]
     srcs = [vocab.decode(x.tolist()) for x, _ in task.examples]
     assert [vocab.encode(t) for t in srcs] == [x.tolist() for x, _ in task.examples]  # text round trip: same ids
     refs = [vocab.decode(y.tolist()) for _, y in task.examples]
@@ -243,18 +243,18 @@ def test_init_refuses_architecture_changes(workdir, capsys, mass_run):
 
 def test_max_examples_takes_a_fixed_random_subset_of_train_only(workdir):
     from xling.tasks.build import ObjectiveSpec, build_tasks
-    from xling.tasks.pretrain import settings
+    from xling.tasks.pretrain import build_context
 
     cfg = load_config(PretrainConfig, TINY, _overrides(workdir, "objectives=[{type: translation, langs: [en-fr]}]"))
     vocab = Vocab.load(workdir / "vocab")
-    s = settings(cfg, vocab)
-    full = build_tasks([ObjectiveSpec("translation", ["en-fr"])], vocab, s)[0]
-    sub = build_tasks([ObjectiveSpec("translation", ["en-fr"], max_examples=7)], vocab, s)[0]
-    again = build_tasks([ObjectiveSpec("translation", ["en-fr"], max_examples=7)], vocab, s)[0]
+    s = build_context(cfg, vocab)
+    full = build_tasks([ObjectiveSpec("translation", ["en-fr"])], s)[0]
+    sub = build_tasks([ObjectiveSpec("translation", ["en-fr"], max_examples=7)], s)[0]
+    again = build_tasks([ObjectiveSpec("translation", ["en-fr"], max_examples=7)], s)[0]
     assert len(sub.examples) == 7 and len(sub.lengths) == 7
     full_keys = [tuple(x.tolist()) for x, _ in full.examples]
     sub_keys = [tuple(x.tolist()) for x, _ in sub.examples]
     assert sub_keys == [tuple(x.tolist()) for x, _ in again.examples]  # deterministic
     assert set(sub_keys) <= set(full_keys) and sub_keys != full_keys[:7]  # a random subset, not the head
-    valid = build_tasks([ObjectiveSpec("translation", ["en-fr"], max_examples=2)], vocab, s, split="valid")[0]
+    valid = build_tasks([ObjectiveSpec("translation", ["en-fr"], max_examples=2)], s, split="valid")[0]
     assert len(valid.examples) > 2  # validation data is never subsampled

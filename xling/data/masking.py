@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xling.errors import XlingError
+
 IGNORE = -100
 
 
@@ -22,6 +24,12 @@ class MaskingConfig:
     p_random: float = 0.1  # chosen token -> random token; the rest (0.1) are kept
     n_special: int = 5  # ids below this are special (pad, unk, bos, eos, mask)
     mask_id: int = 4  # id of <mask>
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.mask_prob <= 1.0 and self.p_mask >= 0 and self.p_random >= 0
+                and self.p_mask + self.p_random <= 1.0):  # mask_prob 0: one target per row (choose_positions)
+            raise XlingError(f"masking: need 0 <= mask_prob <= 1, p_mask, p_random >= 0 and p_mask + p_random <= 1, "
+                             f"got {self}")
 
 
 def maskable(tokens: np.ndarray, n_special: int) -> np.ndarray:

@@ -35,7 +35,7 @@ from xling.generation.search import generate
 from xling.models.encoder import TransformerEncoder
 from xling.models.io import read_model_config
 from xling.models.seq2seq import TransformerSeq2Seq
-from xling.tasks.build import SEQ2SEQ_TYPES
+from xling.objectives.registry import known_kinds
 from xling.tokenization.vocab import Vocab
 from xling.utils.truncation import Truncation, counting
 
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 MODEL_CLASSES = {cls.model_type: cls for cls in (TransformerEncoder, TransformerSeq2Seq)}
 PROGRESS_MIN_LINES = 100  # no progress bar for fewer input lines
-SOURCE_OBJECTIVES = ("mass", *SEQ2SEQ_TYPES)  # training runs whose inputs were cut at data.max_len
 
 
 QUANTIZE = ("int8",)  # inference-only weight quantizations load_generation_model offers
@@ -87,7 +86,7 @@ def trained_source_len(model_dir: str | os.PathLike) -> int | None:
     meta = read_model_config(model_dir)
     pre = (meta.get("extra") or {}).get("pretrain") or {}
     n, tgt = pre.get("max_len"), pre.get("max_tgt_len")
-    if not (isinstance(n, int) and n > 0) or not any(t in SOURCE_OBJECTIVES for t in trained_objectives(pre)):
+    if not (isinstance(n, int) and n > 0) or not any(k.source_len for k in known_kinds(trained_objectives(pre))):
         return None  # e.g. UNILM / MLM streams only: max_len is the unused default
     if meta.get("model_type") == TransformerEncoder.model_type and isinstance(tgt, int):
         n = min(n, int(meta["config"]["max_positions"]) - 3 - tgt)  # <s> x </s> y </s> fits the positions

@@ -29,10 +29,8 @@ from xling.errors import XlingError
 from xling.generation.base import StepDecoder
 from xling.models.encoder import TransformerEncoder
 from xling.models.seq2seq import TransformerSeq2Seq
-from xling.tasks.build import SEQ2SEQ_TYPES
+from xling.objectives.registry import known_kinds
 from xling.tokenization.vocab import BOS, EOS
-
-DECODER_OBJECTIVES = ("unilm", *SEQ2SEQ_TYPES)  # objectives that make an encoder decodable
 
 
 def trained_objectives(extra: Any) -> list[str]:
@@ -57,7 +55,7 @@ def check_decodable(model_dir_meta: Mapping[str, Any], where: str = "model") -> 
     if model_type != TransformerEncoder.model_type:
         raise XlingError(f"{where}: model_type {model_type!r} cannot generate text")
     types = trained_objectives(model_dir_meta.get("extra") or {})
-    if not any(t in DECODER_OBJECTIVES for t in types):
+    if not any(k.generates for k in known_kinds(types)):  # e.g. unilm, translation, summarization
         trained = "+".join(dict.fromkeys(types)) or "no recorded objective"
         raise XlingError(f"{where}: encoder trained with {trained} has no decoder; fine-tune it for "
                          f"translation first (UNILM seq2seq, or TransformerSeq2Seq.from_encoder)")

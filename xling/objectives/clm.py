@@ -11,6 +11,8 @@ import torch
 from xling.data.masking import IGNORE, pad_batch
 from xling.models import masks
 from xling.objectives.base import masked_lm_loss
+from xling.objectives.readers import read_streams
+from xling.objectives.registry import ObjectiveKind, register_objective
 
 
 @dataclass
@@ -34,3 +36,8 @@ class CLMObjective:
 
     def loss(self, model, batch):
         return masked_lm_loss(model, batch, batch.get("task", self.name))
+
+
+CLM = register_objective(ObjectiveKind(
+    name="clm", langs="lang", model_types=("encoder", "seq2seq"), build=lambda ctx: CLMObjective(),
+    read=read_streams, padded_len=len, stream=True, lm_probe=True))

@@ -19,6 +19,18 @@ from xling.data.masking import MaskingConfig
 from xling.data.span_masking import mass_mask
 from xling.errors import XlingError
 from xling.objectives.base import masked_lm_loss
+from xling.objectives.registry import BuildContext, ObjectiveKind, register_objective
+
+
+@dataclass
+class MassConfig:
+    """The ``mass`` section of a training config."""
+
+    span_ratio: float = 0.5  # masked span / sentence length (MASS: 0.5)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.span_ratio <= 1.0:
+            raise XlingError(f"mass span_ratio: must be in (0, 1], got {self.span_ratio!r}")
 
 
 @dataclass
@@ -33,8 +45,7 @@ class MASSObjective:
     name: str = "mass"  # stats prefix when the batch names no task
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.span_ratio <= 1.0:
-            raise XlingError(f"mass span_ratio: must be in (0, 1], got {self.span_ratio!r}")
+        MassConfig(self.span_ratio)  # validates
 
     def make_batch(self, sentences: Sequence[Sequence[int]], lang_id: int, rng: np.random.Generator) -> dict[str, Any]:
         """Encoder ``tokens, langs`` (B, S); decoder ``dec_tokens, dec_langs, dec_positions``
@@ -53,3 +64,20 @@ class MASSObjective:
 
     def loss(self, model, batch):
         return masked_lm_loss(model, batch, batch.get("task", self.name))
+
+
+def _build(ctx: BuildContext) -> MASSObjective:
+    v = ctx.vocab
+    return MASSObjective(len(v), v.bos_id, v.eos_id, ctx.section("masking"), ctx.section("mass").span_ratio)
+
+
+def _read(ctx: BuildContext, lang: str, corpus: str, split: str, cache: dict) -> tuple[list, int]:
+    from xling.data.examples import sentences
+
+    lang_id = ctx.vocab.lang_id(lang)
+    return [x for x in sentences(ctx.vocab, corpus, split, lang, ctx.data.max_len) if len(x)], lang_id
+
+
+MASS = register_objective(ObjectiveKind(
+    name="mass", langs="lang", model_types=("seq2seq",), build=_build, read=_read,
+    padded_len=lambda x: len(x) + 2, section=("mass", MassConfig), source_len=True))  # <s> x </s>

@@ -20,6 +20,8 @@ import torch
 
 from xling.data.masking import MaskingConfig, mlm_mask, pad_batch
 from xling.objectives.base import masked_lm_loss
+from xling.objectives.readers import read_streams
+from xling.objectives.registry import BuildContext, ObjectiveKind, register_objective
 
 
 @dataclass
@@ -93,3 +95,23 @@ class TLMObjective:
 
     def loss(self, model, batch):
         return masked_lm_loss(model, batch, batch.get("task", self.name))
+
+
+def _read_pairs(ctx: BuildContext, pair: str, corpus: str, split: str, cache: dict) -> tuple[list, tuple[int, int]]:
+    """TLM: aligned pairs of ``l1-l2``, each side cut at data.max_pair_len."""
+    from xling.data.examples import pairs
+
+    l1, l2 = pair.split("-", 1)
+    ids = (ctx.vocab.lang_id(l1), ctx.vocab.lang_id(l2))
+    return pairs(ctx.vocab, corpus, split, l1, l2, ctx.data.max_pair_len), ids
+
+
+MLM = register_objective(ObjectiveKind(
+    name="mlm", langs="lang", model_types=("encoder", "seq2seq"), read=read_streams, padded_len=len,
+    build=lambda ctx: MLMObjective(len(ctx.vocab), ctx.section("masking")), section=("masking", MaskingConfig),
+    stream=True, lm_probe=True))
+TLM = register_objective(ObjectiveKind(
+    name="tlm", langs="pair", model_types=("encoder", "seq2seq"), read=_read_pairs,
+    padded_len=lambda xy: len(xy[0]) + len(xy[1]) + 4,  # <s> x </s> <s> y </s>
+    build=lambda ctx: TLMObjective(len(ctx.vocab), ctx.vocab.bos_id, ctx.vocab.eos_id, ctx.section("masking")),
+    section=("masking", MaskingConfig), lm_probe=True))

@@ -55,10 +55,12 @@ from xling.data.span_masking import with_bos_eos
 from xling.errors import XlingError, unknown
 from xling.models import masks
 from xling.objectives.base import masked_lm_loss
+from xling.objectives.readers import read_streams
+from xling.objectives.registry import BuildContext, ObjectiveKind, register_objective
+from xling.objectives.seq2seq import SupervisedConfig
 
 MASK_TYPES = ("bidi", "s2s", "l2r", "r2l")  # short names used in stats: loss/unilm-<type>
 SPLITS = ("sentence", "random")
-CORRUPTIONS = ("bert", "mask", "pseudo", "causal")
 
 
 @dataclass
@@ -67,7 +69,6 @@ class UnilmConfig:
     p_seq2seq: float = 1 / 3  # share of batches with the sequence-to-sequence mask
     p_left_to_right: float = 1 / 6  # share of batches with the left-to-right (causal) mask
     p_right_to_left: float = 1 / 6  # share of batches with the right-to-left mask
-    masking: MaskingConfig = field(default_factory=MaskingConfig)  # 15% chosen, 80/10/10
     ngram: NgramConfig = field(default_factory=NgramConfig)  # 20% of masked units are 2-3-grams
     split: str = "sentence"  # seq2seq source/target split: "sentence" (</s> nearest the middle) | "random"
     min_segment: int = 2  # seq2seq: fewest tokens in the source and in the target segment
@@ -81,7 +82,6 @@ class UnilmConfig:
             raise unknown("unilm split", self.split, SPLITS)
         if self.min_segment < 1:
             raise XlingError(f"unilm min_segment: must be >= 1, got {self.min_segment}")
-        check_masking(self.masking)
         ng = self.ngram
         if not 0.0 <= ng.ngram_prob <= 1.0 or not 1 <= ng.min_ngram <= ng.max_ngram:
             raise XlingError(f"unilm ngram: need 0 <= ngram_prob <= 1 and 1 <= min_ngram <= max_ngram, got {ng}")
@@ -89,12 +89,6 @@ class UnilmConfig:
     def probs(self) -> np.ndarray:
         """(4,) probabilities in the order of MASK_TYPES."""
         return np.array([self.p_bidirectional, self.p_seq2seq, self.p_left_to_right, self.p_right_to_left])
-
-
-def check_masking(m: MaskingConfig) -> None:
-    """XlingError unless the masking rates are probabilities."""
-    if not 0.0 < m.mask_prob <= 1.0 or m.p_mask < 0 or m.p_random < 0 or m.p_mask + m.p_random > 1.0:
-        raise XlingError(f"masking: need 0 < mask_prob <= 1, p_mask, p_random >= 0 and p_mask + p_random <= 1, got {m}")
 
 
 def split_point(row: np.ndarray, n: int, eos_id: int, how: str, min_segment: int, rng: np.random.Generator) -> int:
@@ -146,8 +140,9 @@ class UnilmObjective:
     """UNILM pretraining on monolingual stream rows of one language (see module doc)."""
 
     vocab_size: int  # vocabulary size (random replacements are drawn below it)
-    config: UnilmConfig = field(default_factory=UnilmConfig)  # mixture, masking, seq2seq split
+    config: UnilmConfig = field(default_factory=UnilmConfig)  # mask mixture, n-grams, seq2seq split
     eos_id: int = 3  # sentence separator of the stream rows (</s>)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)  # 15% chosen, 80/10/10 (the masking section)
     name: str = "unilm"  # default stat name (a mixture task's name wins)
 
     def make_batch(
@@ -160,7 +155,7 @@ class UnilmObjective:
             kind = MASK_TYPES[int(rng.choice(len(MASK_TYPES), p=p / p.sum()))]
         tokens = pad_batch(rows)  # (B, T)
         B, T = tokens.shape
-        inputs, targets = ngram_mask(tokens, self.vocab_size, rng, c.masking, c.ngram)
+        inputs, targets = ngram_mask(tokens, self.vocab_size, rng, self.masking, c.ngram)
         batch = {
             "tokens": torch.from_numpy(inputs),
             "langs": torch.full((B, T), lang_id, dtype=torch.long),
@@ -199,37 +194,16 @@ def seq2seq_example(
 
 
 @dataclass
-class UnilmSeq2SeqConfig:
-    tgt_mask_prob: float = 0.7  # fraction of target tokens (final </s> included) chosen and predicted
-    # chosen target tokens: "bert" = 80/10/10 as in masking | "mask" = all <mask> | "pseudo" = UNILMv2's
-    # pseudo-masking: every target token is predicted from a <mask> appended after the target, which
-    # sees the real earlier target tokens, as in decoding (tgt_mask_prob is then unused) | "causal" = no
-    # <mask>: the target segment is <s> y </s> and each of its rows predicts the next token, a prefix
-    # LM under the seq2seq mask, like an encoder-decoder's teacher forcing (tgt_mask_prob unused)
-    corruption: str = "bert"
-    masking: MaskingConfig = field(default_factory=MaskingConfig)  # p_mask/p_random of "bert", mask_id
-    max_src_len: int = 254  # source tokens kept (without <s> </s>); longer sources are cut
-    max_tgt_len: int = 255  # target tokens kept (without the final </s>, which is always added)
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.tgt_mask_prob <= 1.0:
-            raise XlingError(f"unilm seq2seq tgt_mask_prob: must be in (0, 1], got {self.tgt_mask_prob}")
-        if self.corruption not in CORRUPTIONS:
-            raise unknown("unilm seq2seq corruption", self.corruption, CORRUPTIONS)
-        if self.max_src_len < 1 or self.max_tgt_len < 1:
-            raise XlingError(f"unilm seq2seq max_src_len/max_tgt_len: must be >= 1, got "
-                             f"{self.max_src_len}/{self.max_tgt_len}")
-        check_masking(self.masking)
-
-
-@dataclass
 class UnilmSeq2SeqObjective:
     """UNILM seq2seq fine-tuning (translation, summarization) on (source, target) pairs."""
 
     vocab_size: int  # vocabulary size (random replacements are drawn below it)
-    config: UnilmSeq2SeqConfig = field(default_factory=UnilmSeq2SeqConfig)  # masking rate, truncation
+    config: SupervisedConfig = field(default_factory=SupervisedConfig)  # tgt_mask_prob, corruption (seq2seq section)
     bos_id: int = 2  # <s>
     eos_id: int = 3  # </s>
+    masking: MaskingConfig = field(default_factory=MaskingConfig)  # p_mask/p_random of "bert", mask_id
+    max_src_len: int = 254  # source tokens kept (without <s> </s>); longer sources are cut
+    max_tgt_len: int = 255  # target tokens kept (without the final </s>, which is always added)
     name: str = "unilm-seq2seq"  # default stat name (a mixture task's name wins)
 
     def make_batch(
@@ -254,9 +228,9 @@ class UnilmSeq2SeqObjective:
         else:
             chosen = choose_units(in_tgt, c.tgt_mask_prob, rng, NgramConfig(ngram_prob=0.0)) >= 0  # (B, T)
             if c.corruption == "mask":
-                inputs = np.where(chosen, c.masking.mask_id, tokens)
+                inputs = np.where(chosen, self.masking.mask_id, tokens)
             else:
-                inputs = corrupt(tokens, chosen, self.vocab_size, rng, c.masking)
+                inputs = corrupt(tokens, chosen, self.vocab_size, rng, self.masking)
             targets = np.where(chosen, tokens, IGNORE)
         src_lens_t = torch.from_numpy(n_src)  # (B,)
         return {
@@ -272,20 +246,18 @@ class UnilmSeq2SeqObjective:
                   tgt_lang: int, tgt_bos: bool = False) -> list[tuple[np.ndarray, np.ndarray, int]]:
         """:func:`seq2seq_example` of each pair, source and target cut to the configured lengths;
         ``tgt_bos``: the target segment starts with ``<s>`` (in the target language)."""
-        c = self.config
         start = [self.bos_id] if tgt_bos else []
-        return [seq2seq_example(x[: c.max_src_len], start + list(y[: c.max_tgt_len]), src_lang, tgt_lang,
+        return [seq2seq_example(x[: self.max_src_len], start + list(y[: self.max_tgt_len]), src_lang, tgt_lang,
                                 self.bos_id, self.eos_id) for x, y in pairs]
 
     def _pseudo_batch(self, pairs: list[tuple[Sequence[int], Sequence[int]]], src_lang: int,
                       tgt_lang: int) -> dict[str, Any]:
         """``<s> x </s> y </s>`` followed by one pseudo ``<mask>`` per target token (at that
         token's position, predicting it) under :func:`masks.seq2seq_pseudo`."""
-        c = self.config
         toks, langs, poss, tgts, ns, ms = [], [], [], [], [], []
         for t, g, n in self._examples(pairs, src_lang, tgt_lang):
             m = len(t) - n  # target tokens, final </s> included
-            toks.append(np.concatenate([t, np.full(m, c.masking.mask_id)]))
+            toks.append(np.concatenate([t, np.full(m, self.masking.mask_id)]))
             langs.append(np.concatenate([g, np.full(m, tgt_lang)]))
             poss.append(np.concatenate([np.arange(n + m), n + np.arange(m)]))
             tgts.append(np.concatenate([np.full(n + m, IGNORE), t[n:]]))
@@ -305,3 +277,12 @@ class UnilmSeq2SeqObjective:
 
     def loss(self, model, batch):
         return masked_lm_loss(model, batch, batch.get("task", self.name))
+
+
+def _build(ctx: BuildContext) -> UnilmObjective:
+    return UnilmObjective(len(ctx.vocab), ctx.section("unilm"), ctx.vocab.eos_id, ctx.section("masking"))
+
+
+UNILM = register_objective(ObjectiveKind(
+    name="unilm", langs="lang", model_types=("encoder",), build=_build, read=read_streams, padded_len=len,
+    section=("unilm", UnilmConfig), stream=True, decodes=True))

@@ -23,6 +23,7 @@ import numpy as np
 
 from xling.config import from_dict, to_dict
 from xling.data.batching import token_budget_batches
+from xling.data.examples import DataConfig, stream_rows
 from xling.data.masking import MaskingConfig
 from xling.embeddings.model import SentenceEmbedder
 from xling.errors import XlingError, unknown
@@ -33,19 +34,13 @@ from xling.models.encoder import TransformerEncoder
 from xling.models.io import read_model_config, write_model_meta
 from xling.models.seq2seq import TransformerSeq2Seq
 from xling.objectives.mixture import MixtureBatches
-from xling.tasks import build as tb
+from xling.objectives.mass import MassConfig
+from xling.objectives.registry import BuildContext, objective_kind
+from xling.objectives.sentence import SentenceConfig
+from xling.objectives.seq2seq import SupervisedConfig
+from xling.objectives.unilm import UnilmConfig
 from xling.tasks import sentence as ts
-from xling.tasks.build import (
-    SEQ2SEQ_TYPES,
-    STREAM_TYPES,
-    BuildSettings,
-    MassSpec,
-    ObjectiveSpec,
-    Seq2SeqSpec,
-    UnilmSpec,
-    build_tasks,
-    check_objectives,
-)
+from xling.tasks.build import ObjectiveSpec, build_tasks, check_objectives
 from xling.tokenization.vocab import Vocab
 from xling.training import distributed
 from xling.training.preemption import raise_if_stopped
@@ -59,48 +54,26 @@ INIT_OVERRIDABLE = ("dropout", "attn_dropout", "n_dec_layers")  # model keys all
 
 
 @dataclass
-class DataConfig:
-    corpus: str = ""  # corpus directory in the Moses layout (`xling corpus ...`)
-    vocab: str = ""  # vocabulary directory (`xling vocab ...`); default with init: the init model's
-    stream_len: int = 256  # tokens per MLM/CLM/UNILM stream row (XLM: 256)
-    max_pair_len: int = 126  # TLM: each side truncated to this many tokens
-    max_len: int = 126  # MASS sentences and seq2seq sources: tokens kept
-    max_tgt_len: int = 126  # seq2seq targets (translation, summary): tokens kept
-    max_tokens: int = 4096  # padded tokens per micro-batch
-    alpha: float = 0.5  # language sampling smoothing within an objective (XLM: 0.5)
-    valid_rows: int = 64  # stream rows per language used for validation perplexity
-    valid_examples: int = 256  # sentences / pairs per task used for the validation loss
-
-
-@dataclass
-class MaskingSpec:
-    mask_prob: float = 0.15  # fraction of tokens chosen for prediction
-    p_mask: float = 0.8  # chosen -> <mask>
-    p_random: float = 0.1  # chosen -> random token (the rest are kept)
-
-
-@dataclass
 class PretrainConfig:
     model_type: str = "encoder"  # encoder (XLM, UNILM) | seq2seq (MASS, translation, summarization) | sentence (LASER)
     init: str = ""  # model directory to start from ("" = random init)
-    data: DataConfig = field(default_factory=DataConfig)
-    objectives: list[ObjectiveSpec] = field(default_factory=lambda: [ObjectiveSpec()])
-    masking: MaskingSpec = field(default_factory=MaskingSpec)
-    mass: MassSpec = field(default_factory=MassSpec)
-    unilm: UnilmSpec = field(default_factory=UnilmSpec)
-    seq2seq: Seq2SeqSpec = field(default_factory=Seq2SeqSpec)
-    sentence: ts.SentenceSpec = field(default_factory=ts.SentenceSpec)  # model_type: sentence (pivots, ranking loss)
+    data: DataConfig = field(default_factory=DataConfig)  # corpus, vocabulary, lengths, batches
+    objectives: list[ObjectiveSpec] = field(default_factory=lambda: [ObjectiveSpec()])  # the mixture
+    masking: MaskingConfig = field(default_factory=MaskingConfig)  # MLM / TLM / MASS / UNILM masking rates
+    mass: MassConfig = field(default_factory=MassConfig)  # mass objectives
+    unilm: UnilmConfig = field(default_factory=UnilmConfig)  # unilm objectives (mask mixture, n-grams, split)
+    seq2seq: SupervisedConfig = field(default_factory=SupervisedConfig)  # translation / summarization
+    sentence: SentenceConfig = field(default_factory=SentenceConfig)  # model_type: sentence (pivots, ranking loss)
     model: dict[str, Any] = field(default_factory=dict)  # EncoderConfig / Seq2SeqConfig / SentenceEmbedderConfig fields
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
-def settings(cfg: PretrainConfig, vocab: Vocab) -> BuildSettings:
-    """What :func:`xling.tasks.build.build_tasks` needs from the config."""
-    m = cfg.masking
-    masking = MaskingConfig(m.mask_prob, m.p_mask, m.p_random, mask_id=vocab.mask_id)
-    d = cfg.data
-    return BuildSettings(d.corpus, cfg.model_type, d.stream_len, d.max_pair_len, d.max_len, d.max_tgt_len, masking,
-                         cfg.mass, cfg.unilm, cfg.seq2seq, cfg.sentence)
+def build_context(cfg: PretrainConfig, vocab: Vocab) -> BuildContext:
+    """What the objective kinds see of the run: the vocabulary, the model type, the data section
+    and every other section by name (the masking section with the vocabulary's <mask> id)."""
+    sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    sections["masking"] = dataclasses.replace(cfg.masking, mask_id=vocab.mask_id)
+    return BuildContext(vocab, cfg.model_type, cfg.data, sections)
 
 
 def check_config(cfg: PretrainConfig) -> None:
@@ -111,9 +84,6 @@ def check_config(cfg: PretrainConfig) -> None:
     if not cfg.data.vocab and not cfg.init:
         raise XlingError("config data.vocab is required (or init, a model directory holding its vocabulary)")
     check_objectives(cfg.objectives, cfg.model_type)
-    n = cfg.seq2seq.valid_generate
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise XlingError(f"config seq2seq.valid_generate: must be an integer >= 0, got {n!r}")
 
 
 def _config_cls(model_type: str) -> type:
@@ -174,17 +144,17 @@ def make_valid_fn(cfg: PretrainConfig, vocab: Vocab, model_type: str):
 
     from xling.objectives.base import predict_masked
 
-    s = settings(cfg, vocab)
+    ctx = build_context(cfg, vocab)
     d = cfg.data
     tasks = [t for spec in cfg.objectives for t in build_tasks(
-        [spec], vocab, s, split="valid", limit=d.valid_rows if spec.type in STREAM_TYPES else d.valid_examples)]
+        [spec], ctx, split="valid", limit=d.valid_rows if objective_kind(spec.type).stream else d.valid_examples)]
     corpus_of: dict[str, str] = {}  # language -> the corpus of the first MLM-like objective naming it
     if model_type == "encoder":
         for o in cfg.objectives:
-            if o.type in ("mlm", "tlm", "clm"):
+            if objective_kind(o.type).lm_probe:
                 for x in (x for lang in o.langs for x in lang.split("-")):
                     corpus_of.setdefault(x, o.corpus or d.corpus)
-    rows = {lang: tb.stream_rows(vocab, corpus_of[lang], "valid", lang, d.stream_len)[: d.valid_rows]
+    rows = {lang: stream_rows(vocab, corpus_of[lang], "valid", lang, d.stream_len)[: d.valid_rows]
             for lang in sorted(corpus_of)}
 
     retrieval = ts.retrieval_valid_fn(tasks, vocab) if model_type == "sentence" else None
@@ -196,7 +166,7 @@ def make_valid_fn(cfg: PretrainConfig, vocab: Vocab, model_type: str):
         out: dict[str, float] = {}
         dev = next(model.parameters()).device
         for t in tasks:
-            if t.group in ts.RANKING_TYPES:  # no LM targets: scored by retrieval below
+            if objective_kind(t.group).ranking:  # no LM targets: scored by retrieval below
                 continue
             rng = np.random.default_rng(0)
             ce, n = 0.0, 0
@@ -243,8 +213,7 @@ def run_pretraining(
     import torch
     import yaml
 
-    s = settings(cfg, vocab)
-    tasks = build_tasks(cfg.objectives, vocab, s)
+    tasks = build_tasks(cfg.objectives, build_context(cfg, vocab))
     loss_by_task = {t.name: t.objective for t in tasks}
     batches = MixtureBatches(
         tasks,
@@ -263,7 +232,7 @@ def run_pretraining(
     if cfg.model_type == "encoder" and longest > model.config.max_positions:
         raise XlingError(f"examples of up to {longest} tokens exceed model max_positions={model.config.max_positions}: "
                          f"lower data.max_len / max_tgt_len / stream_len")
-    if cfg.model_type == "seq2seq" and any(t.group in STREAM_TYPES for t in tasks) and distributed.world_size() > 1:
+    if cfg.model_type == "seq2seq" and any(objective_kind(t.group).stream for t in tasks) and distributed.world_size() > 1:
         cfg.trainer.find_unused_parameters = True  # encoder-only batches leave the decoder without gradients
     if cfg.model_type == "sentence" and distributed.world_size() > 1:
         cfg.trainer.find_unused_parameters = True  # ranking batches leave the decoder without gradients
@@ -274,7 +243,7 @@ def run_pretraining(
     extra = {"pretrain": {"objectives": [to_dict(o) for o in cfg.objectives], "stream_len": cfg.data.stream_len,
                           "max_pair_len": cfg.data.max_pair_len, "max_len": cfg.data.max_len,
                           "max_tgt_len": cfg.data.max_tgt_len, "init": cfg.init or None}}
-    if cfg.model_type == "encoder" and any(o.type in SEQ2SEQ_TYPES for o in cfg.objectives):
+    if cfg.model_type == "encoder" and any(objective_kind(o.type).supervised for o in cfg.objectives):
         extra["pretrain"]["seq2seq_corruption"] = cfg.seq2seq.corruption  # how it decodes (generation.unilm)
         model.seq2seq_decoding = unilm_decoding({"extra": extra})  # validation by generation decodes the same way
     if cfg.init:

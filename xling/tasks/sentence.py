@@ -26,7 +26,6 @@ saved model records the languages its encoder was trained on (``extra.sentence``
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,57 +33,23 @@ import torch
 
 from xling.config import from_dict, to_dict
 from xling.errors import XlingError
-from xling.tokenization.langs import Lang
+from xling.objectives.registry import objective_kind
+from xling.objectives.sentence import SentenceConfig, directions
 from xling.tokenization.vocab import Vocab
 
-SENTENCE_TYPES = ("laser_translation", "translation_ranking")  # objectives of model_type: sentence
-RANKING_TYPES = ("translation_ranking",)  # no LM targets: scored by retrieval in validation
 DROPOUT_KEYS = ("dropout", "attn_dropout")  # may change when starting from a saved model
 
 
-@dataclass
-class SentenceSpec:
-    pivots: list[Lang] = field(default_factory=lambda: ["en"])  # target languages: every language -> each other pivot
-    autoencode: bool = True  # laser_translation: a language without another pivot is reconstructed (en -> en)
-    label_smoothing: float = 0.1  # laser_translation: label smoothing of the decoder loss
-    scale: float = 20.0  # translation_ranking: cosines are multiplied by it in the softmax (1 / temperature)
-    margin: float = 0.3  # translation_ranking: additive margin subtracted from the true pair's cosine
-    hard_negatives: bool = False  # translation_ranking: batch pairs whose pivot sentences are alike (k-means
-    #   clusters of the starting model's embeddings, ~one batch each), so in-batch negatives are hard; use with init
-
-    def __post_init__(self) -> None:
-        if not self.pivots or len(set(self.pivots)) != len(self.pivots):
-            raise XlingError(f"config sentence.pivots: give one or more distinct languages, got {self.pivots!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise XlingError(f"config sentence.label_smoothing: must be in [0, 1), got {self.label_smoothing!r}")
-        if not self.scale > 0 or not self.margin >= 0:
-            raise XlingError(f"config sentence.scale/margin: need scale > 0 and margin >= 0, "
-                             f"got {self.scale!r}, {self.margin!r}")
-
-
-def directions(kind: str, langs: list[str], spec: SentenceSpec) -> list[str]:
-    """The ``src-tgt`` directions an objective of ``kind`` trains on (see the module doc)."""
-    out: list[str] = []
-    for lang in langs:
-        targets = [p for p in spec.pivots if p != lang]
-        if not targets and kind == "laser_translation" and spec.autoencode:
-            targets = [lang]
-        for p in targets:
-            if kind in RANKING_TYPES and f"{p}-{lang}" in out:
-                continue
-            out.append(f"{lang}-{p}")
-    return out
-
-
-def trained_languages(objectives: list[Any], spec: SentenceSpec) -> dict[str, list[str]]:
+def trained_languages(objectives: list[Any], spec: SentenceConfig) -> dict[str, list[str]]:
     """``{"languages": encoder-side languages, "target_languages": decoder targets}`` of a run."""
     src: set[str] = set()
     tgt: set[str] = set()
     for o in objectives:
-        for d in directions(o.type, o.langs, spec) if o.type in SENTENCE_TYPES else []:
+        kind = objective_kind(o.type)
+        for d in directions(o.type, o.langs, spec) if kind.expand else []:
             a, b = d.split("-", 1)
             src.add(a)
-            if o.type in RANKING_TYPES:
+            if kind.ranking:
                 src.add(b)
             else:
                 tgt.add(b)
@@ -190,7 +155,7 @@ def cluster_ranking_tasks(tasks: list, model, vocab: Vocab, max_tokens: int, see
 
     from xling.embeddings.api import embed_ids
 
-    ranking = [t for t in tasks if t.group in RANKING_TYPES]
+    ranking = [t for t in tasks if objective_kind(t.group).ranking]
     if not ranking:
         return 0
     keys = {tuple(int(i) for i in y): None for t in ranking for _, y in t.examples}  # unique pivot sentences

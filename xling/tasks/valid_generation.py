@@ -20,7 +20,7 @@ import torch
 from xling.evaluation.textmetrics import bleu
 from xling.generation.api import generate_ids
 from xling.generation.base import GenerationConfig
-from xling.tasks.build import SEQ2SEQ_TYPES
+from xling.objectives.registry import objective_kind
 from xling.tokenization.vocab import Vocab
 
 
@@ -28,7 +28,7 @@ def generation_valid_fn(tasks: list, vocab: Vocab, n: int, max_len: int,
                         batch_size: int = 64) -> Callable[[torch.nn.Module], dict[str, float]] | None:
     """valid_fn part scoring greedy outputs of the seq2seq tasks among ``tasks`` (built on the
     valid split); None when ``n`` is 0 or no task generates."""
-    chosen = [t for t in tasks if t.group in SEQ2SEQ_TYPES]
+    chosen = [t for t in tasks if objective_kind(t.group).supervised]
     if n <= 0 or not chosen:
         return None
     cfg = GenerationConfig(beam=1, max_len_a=0.0, max_len_b=max_len)
