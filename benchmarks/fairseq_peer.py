@@ -131,10 +131,10 @@ def prepare_fairseq_data(data: Path, sets: list[str], vocab, src: str, tgt: str,
     joined dictionary holds xling's piece ids; returns the train and test binary dirs."""
     from xling.config import load_config
     from xling.tasks.build import task_data
-    from xling.tasks.pretrain import PretrainConfig, build_context
+    from xling.tasks.train import TrainConfig, build_context
     from xling.utils.io import read_lines
 
-    cfg = load_config(PretrainConfig, MT_CONFIG, sets)
+    cfg = load_config(TrainConfig, MT_CONFIG, sets)
     pre = [str(fs_bin / "fairseq-preprocess"), "--source-lang", src, "--target-lang", tgt,
            "--srcdict", str(data / "dict.txt"), "--joined-dictionary", "--workers", "1", "--destdir"]
     if not (data / "bin" / f"train.{src}-{tgt}.{src}.bin").is_file():
@@ -198,13 +198,13 @@ def check_reusable(run: Path, expected_sets: list[str], minutes: float) -> None:
     """Exit unless ``run`` is a finished xling run with the config this benchmark would use,
     trained for ``minutes`` (within 5% or 6 seconds, all resumed calls together)."""
     from xling.config import load_config, to_dict
-    from xling.tasks.pretrain import PretrainConfig
+    from xling.tasks.train import TrainConfig
     from pipeline import trained_minutes
 
     if not (run / "model" / "config.json").is_file() or not (run / "config.yaml").is_file():
         sys.exit(f"--xling-run {run}: no finished run (model/config.json, config.yaml)")
-    want = to_dict(load_config(PretrainConfig, MT_CONFIG, expected_sets))
-    have = to_dict(load_config(PretrainConfig, run / "config.yaml"))
+    want = to_dict(load_config(TrainConfig, MT_CONFIG, expected_sets))
+    have = to_dict(load_config(TrainConfig, run / "config.yaml"))
     diffs = []
     for key in ("model_type", "init", "objectives", "model", "seq2seq"):
         if want[key] != have[key]:
@@ -233,7 +233,7 @@ def fairseq_train_cmd(fs_bin: Path, bin_dir: Path, ckpt: Path, cfg, vocab, minut
     activation, learned positions, shared embeddings, dropout, label smoothing, Adam betas /
     eps / decoupled weight decay, clipping, inverse-sqrt schedule; no validation, as xling's
     ``valid_every: 0``). xling's language embeddings (n_langs x d_model) have no counterpart."""
-    from xling.tasks.pretrain import model_config
+    from xling.tasks.recipes import model_config
 
     m, tr = model_config(cfg, vocab), cfg.trainer
     if not m.tie_embeddings:
@@ -323,7 +323,8 @@ def generate_xling(model_dir: Path, src: str, tgt: str, args, test_src: Path, ou
     wall, cpu, _ = sh([sys.executable, "-m", "xling.cli", *argv, "--output", str(hyp), "--quiet"])
     cli = build_parser().parse_args(argv)
     t0 = time.perf_counter()
-    model, vocab = api.load_generation_model(model_dir, quantize=quantize)
+    loaded = api.load_generation_model(model_dir, quantize=quantize)
+    model, vocab = loaded.model, loaded.vocab
     load_s = time.perf_counter() - t0
     texts = read_lines(test_src, allow_empty=True)
     spent, tokens = [0.0], [0]
@@ -404,9 +405,9 @@ def main() -> int:
     bin_dir, test_bin = prepare_fairseq_data(out / f"fairseq_data.{src}-{tgt}", sets, vocab, src, tgt, test_src,
                                              test_ref, fs_env, fs_bin)
     from xling.config import load_config
-    from xling.tasks.pretrain import PretrainConfig
+    from xling.tasks.train import TrainConfig
 
-    cfg = load_config(PretrainConfig, MT_CONFIG, sets)
+    cfg = load_config(TrainConfig, MT_CONFIG, sets)
     if cfg.trainer.schedule != "inverse_sqrt" or cfg.trainer.grad_accum != 1:
         sys.exit(f"{MT_CONFIG}: the fairseq peer expects schedule inverse_sqrt and grad_accum 1")
     xling_max_tokens = cfg.data.max_tokens

@@ -430,8 +430,8 @@ def test_int8_quantization_tracks_the_float_model(saved):
     from xling.generation.decoders import step_decoder
 
     d, vocab = saved
-    model, _ = load_generation_model(d / "s2s")
-    q, _ = load_generation_model(d / "s2s", quantize="int8")
+    model = load_generation_model(d / "s2s").model
+    q = load_generation_model(d / "s2s", quantize="int8").model
     assert not any(type(m) is torch.nn.Linear for m in q.modules())
     assert any(type(m) is torch.nn.Linear for m in model.modules())
     src = [ids for ids in map(vocab.encode, TEXTS) if 0 < len(ids) <= 20]

@@ -67,19 +67,19 @@ def test_train_evaluate_and_resume(workdir, capsys):
 
 def test_resume_continues_exactly(workdir):
     from xling.config import load_config
-    from xling.tasks.pretrain import PretrainConfig, run_pretraining
+    from xling.tasks.train import TrainConfig, run_training
 
     over = [f"data.corpus={workdir / 'corpus'}", f"data.vocab={workdir / 'vocab'}", "trainer.save_every=3"]
-    cfg = load_config(PretrainConfig, TINY, over)
-    run_pretraining(cfg, workdir / "a")
+    cfg = load_config(TrainConfig, TINY, over)
+    run_training(cfg, workdir / "a")
     # simulate an interruption after step 3: drop the final checkpoint and model, resume
     b = workdir / "b"
-    from xling.tasks import pretrain
+    from xling.tasks import train as pretrain
 
-    cfg_b = load_config(PretrainConfig, TINY, over)
-    pretrain.run_pretraining(cfg_b, b, stop_after=3)
+    cfg_b = load_config(TrainConfig, TINY, over)
+    pretrain.run_training(cfg_b, b, stop_after=3)
     assert (b / "checkpoints" / "latest").read_text().strip().endswith("00000003")
-    pretrain.run_pretraining(load_config(PretrainConfig, TINY, over), b, resume=True)
+    pretrain.run_training(load_config(TrainConfig, TINY, over), b, resume=True)
     la = [m["loss"] for m in map(json.loads, (workdir / "a" / "metrics.jsonl").read_text().splitlines()) if "lr" in m]
     lb = [m["loss"] for m in map(json.loads, (b / "metrics.jsonl").read_text().splitlines()) if "lr" in m]
     assert la == lb and len(la) == 6

@@ -25,8 +25,8 @@ from xling.models.config import EncoderConfig
 from xling.models.encoder import TransformerEncoder
 from xling.objectives.seq2seq import Seq2SeqObjective
 from xling.objectives.sentence import TranslationRankingObjective, duplicates, ranking_loss
-from xling.tasks import pretrain
-from xling.tasks.pretrain import PretrainConfig
+from xling.tasks import train as pretrain
+from xling.tasks.train import TrainConfig
 from xling.objectives.sentence import SentenceConfig as SentenceSpec
 from xling.objectives.sentence import directions
 from xling.tasks.sentence import p_at_1, trained_languages
@@ -330,8 +330,8 @@ def test_xling_train_sentence_model_and_resume(workdir, tmp_path):
     assert enc.languages == ["en", "fr"] and enc.target_languages == ["en"]
     assert enc.encode(["Au commencement."], "fr").shape == (1, 32)
     # interrupted after step 2, resumed: the same losses and weights as the uninterrupted run
-    cfg = load_config(PretrainConfig, cfg_path)
-    pretrain.run_pretraining(cfg, tmp_path / "b", stop_after=2)
+    cfg = load_config(TrainConfig, cfg_path)
+    pretrain.run_training(cfg, tmp_path / "b", stop_after=2)
     assert main(["train", "--config", str(cfg_path), "--out", str(tmp_path / "b"), "--resume"]) == 0
 
     def losses(run):
@@ -347,17 +347,17 @@ def test_transformer_embedder_starts_from_an_xlm_encoder(workdir, vocab, tmp_pat
     xlm = TransformerEncoder(EncoderConfig(vocab_size=len(vocab), n_langs=len(vocab.languages), d_model=32,
                                            n_layers=2, n_heads=4, d_ff=64, max_positions=64))
     xlm.save_pretrained(tmp_path / "xlm", vocab=vocab)
-    cfg = load_config(PretrainConfig, _train_config(workdir, tmp_path, init=str(tmp_path / "xlm"), model={
+    cfg = load_config(TrainConfig, _train_config(workdir, tmp_path, init=str(tmp_path / "xlm"), model={
         "pooling": "mean", "dec_emb_dim": 32, "dec_hidden": 32, "transformer": {"dropout": 0.0}}))
     model = pretrain.init_model(cfg, vocab)
     assert model.config.encoder == "transformer" and model.dim == 32 and model.config.transformer.dropout == 0.0
     theirs = xlm.state_dict()
     assert all(torch.equal(v, theirs[k]) for k, v in model.encoder.state_dict().items())
-    bad = load_config(PretrainConfig, _train_config(workdir, tmp_path, init=str(tmp_path / "xlm"),
+    bad = load_config(TrainConfig, _train_config(workdir, tmp_path, init=str(tmp_path / "xlm"),
                                                     model={"transformer": {"d_model": 64}}))
     with pytest.raises(XlingError, match="d_model"):
         pretrain.init_model(bad, vocab)
-    long = load_config(PretrainConfig, _train_config(workdir, tmp_path, init=str(tmp_path / "xlm")))
+    long = load_config(TrainConfig, _train_config(workdir, tmp_path, init=str(tmp_path / "xlm")))
     long.data.max_len = 100
     with pytest.raises(XlingError, match="max_positions"):
         pretrain.init_model(long, vocab)
@@ -384,7 +384,7 @@ def test_hard_negatives_cluster_pairs_by_pivot_similarity(workdir, vocab, tmp_pa
     from xling.tasks.build import ObjectiveSpec, build_tasks
     from xling.tasks.sentence import cluster_ranking_tasks
 
-    cfg = load_config(PretrainConfig, _train_config(workdir, tmp_path))
+    cfg = load_config(TrainConfig, _train_config(workdir, tmp_path))
     tasks = build_tasks([ObjectiveSpec("translation_ranking", ["fr"])], pretrain.build_context(cfg, vocab))
     torch.manual_seed(0)
     model = SentenceEmbedder(tiny_config(vocab))

@@ -11,7 +11,7 @@ from xling.cli import main
 from xling.config import load_config
 from xling.models.encoder import TransformerEncoder
 from xling.models.seq2seq import TransformerSeq2Seq
-from xling.tasks.pretrain import PretrainConfig, init_model
+from xling.tasks.train import TrainConfig, init_model
 from xling.tokenization.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +85,7 @@ def test_mass_pretraining_trains_an_encoder_decoder(mass_run):
 def test_translation_finetuning_starts_from_the_mass_weights(workdir, mass_run):
     over = _overrides(workdir, "model_type=seq2seq", f"init={mass_run / 'model'}", "data.vocab=",
                       "objectives=[{type: translation, langs: [en-fr, fr-en]}]", "model.dropout=0.0")
-    cfg = load_config(PretrainConfig, TINY, over)
+    cfg = load_config(TrainConfig, TINY, over)
     model = init_model(cfg, Vocab.load(mass_run / "model"))
     assert _same_weights(model, TransformerSeq2Seq.from_pretrained(mass_run / "model"))
     assert model.config.dropout == 0.0
@@ -104,7 +104,7 @@ def test_translation_finetuning_starts_from_the_mass_weights(workdir, mass_run):
 def test_xlm_initialisation_of_both_sides(workdir):
     xlm = workdir / "xlm"
     assert _train(workdir, xlm) == 0
-    cfg = load_config(PretrainConfig, TINY, _overrides(workdir, "model_type=seq2seq", f"init={xlm / 'model'}",
+    cfg = load_config(TrainConfig, TINY, _overrides(workdir, "model_type=seq2seq", f"init={xlm / 'model'}",
                                                        "objectives=[{type: translation, langs: [en-fr]}]"))
     model = init_model(cfg, Vocab.load(workdir / "vocab"))
     enc = TransformerEncoder.from_pretrained(xlm / "model")
@@ -141,8 +141,7 @@ def test_causal_unilm_finetuning_is_recorded_and_decoded_that_way(workdir, monke
     assert _train(workdir, ft, "objectives=[{type: summarization, langs: [en]}]", "seq2seq.corruption=causal") == 0
     meta = json.loads((ft / "model" / "config.json").read_text())
     assert meta["extra"]["pretrain"]["seq2seq_corruption"] == "causal"
-    model, _ = api.load_generation_model(ft / "model")
-    assert model.seq2seq_decoding == "causal"
+    assert api.load_generation_model(ft / "model").decoding == "causal"
     made = []
     real = api.step_decoder
     monkeypatch.setattr(api, "step_decoder", lambda *a: made.append(real(*a)) or made[-1])
@@ -152,10 +151,10 @@ def test_causal_unilm_finetuning_is_recorded_and_decoded_that_way(workdir, monke
                  "--beam", "2", "--max-len-b", "5"]) == 0
     assert made and all(isinstance(d, UnilmStepDecoder) and d.causal for d in made)
     # without the record (UNILM's own fine-tuning, older models) decoding feeds <mask>
-    from xling.generation.decoders import unilm_decoding
+    from xling.models.record import TrainingRecord
 
-    assert unilm_decoding({"extra": {"pretrain": {"seq2seq_corruption": "bert"}}}) == "mask"
-    assert unilm_decoding({"extra": {}}) == "mask"
+    assert TrainingRecord.from_extra({"pretrain": {"seq2seq_corruption": "bert"}}).decoding() == "mask"
+    assert TrainingRecord.from_extra({}).decoding() == "mask"
 
 
 def _valid_records(run):
@@ -170,18 +169,18 @@ def _regenerated(workdir, model_dir, objective, lang, n, tgt_lang):
     from xling.generation.api import generate_texts, load_generation_model
     from xling.generation.base import GenerationConfig
     from xling.tasks.build import ObjectiveSpec, build_tasks
-    from xling.tasks.pretrain import build_context
+    from xling.tasks.train import build_context
 
-    cfg = load_config(PretrainConfig, TINY, _overrides(workdir))
+    cfg = load_config(TrainConfig, TINY, _overrides(workdir))
     vocab = Vocab.load(workdir / "vocab")
     task = build_tasks([ObjectiveSpec(objective, [lang])], build_context(cfg, vocab), split="valid", limit=n)[0]
     srcs = [vocab.decode(x.tolist()) for x, _ in task.examples]
     assert [vocab.encode(t) for t in srcs] == [x.tolist() for x, _ in task.examples]  # text round trip: same ids
     refs = [vocab.decode(y.tolist()) for _, y in task.examples]
-    model, _ = load_generation_model(model_dir)
+    m = load_generation_model(model_dir)
     src_lang = lang.split("-")[0]
-    hyps = generate_texts(model, vocab, srcs, src_lang, tgt_lang, GenerationConfig(beam=1, max_len_a=0.0, max_len_b=40),
-                          progress=False)
+    hyps = generate_texts(m.model, vocab, srcs, src_lang, tgt_lang, GenerationConfig(beam=1, max_len_a=0.0, max_len_b=40),
+                          progress=False, decoding=m.decoding)
     return bleu(hyps, refs, tgt_lang)
 
 
@@ -243,9 +242,9 @@ def test_init_refuses_architecture_changes(workdir, capsys, mass_run):
 
 def test_max_examples_takes_a_fixed_random_subset_of_train_only(workdir):
     from xling.tasks.build import ObjectiveSpec, build_tasks
-    from xling.tasks.pretrain import build_context
+    from xling.tasks.train import build_context
 
-    cfg = load_config(PretrainConfig, TINY, _overrides(workdir, "objectives=[{type: translation, langs: [en-fr]}]"))
+    cfg = load_config(TrainConfig, TINY, _overrides(workdir, "objectives=[{type: translation, langs: [en-fr]}]"))
     vocab = Vocab.load(workdir / "vocab")
     s = build_context(cfg, vocab)
     full = build_tasks([ObjectiveSpec("translation", ["en-fr"])], s)[0]

@@ -62,17 +62,17 @@ def _device(name: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xling.generation.api import generate_nbest, load_generation_model, trained_source_len
+    from xling.generation.api import generate_nbest, load_generation_model
 
     src_lang, tgt_lang = (args.lang, args.lang) if args.command == "generate" else (args.src_lang, args.tgt_lang)
     cfg = generation_config(args)
     texts = read_input(args.input)  # input errors before the (slower) model load
-    model, vocab = load_generation_model(args.model, device=_device(args.device), quantize=args.quantize)
+    m = load_generation_model(args.model, device=_device(args.device), quantize=args.quantize)
     for code in (src_lang, tgt_lang):
-        vocab.lang_id(code)
-    nbest = generate_nbest(model, vocab, texts, src_lang, tgt_lang, cfg, batch_size=args.batch_size,
-                           max_tokens=args.max_tokens, progress=not args.quiet,
-                           max_src_len=trained_source_len(args.model))
+        m.vocab.lang_id(code)
+    nbest = generate_nbest(m.model, m.vocab, texts, src_lang, tgt_lang, cfg, batch_size=args.batch_size,
+                           max_tokens=args.max_tokens, progress=not args.quiet, max_src_len=m.source_len,
+                           decoding=m.decoding)
     if cfg.n_best == 1:
         lines = [hyps[0][0] for hyps in nbest]
     else:

@@ -1,7 +1,8 @@
 """Generate text with a trained model: texts in, texts out, in input order.
 
-    model, vocab = load_generation_model("runs/mt/model")
-    outs = generate_texts(model, vocab, ["Hello world.", ""], "en", "de", GenerationConfig(beam=5))
+    m = load_generation_model("runs/mt/model")      # model, vocab, decoding, source_len
+    outs = generate_texts(m.model, m.vocab, ["Hello world.", ""], "en", "de", GenerationConfig(beam=5),
+                          decoding=m.decoding, max_src_len=m.source_len)
 
 Inputs are encoded, truncated to the model's source budget (one warning per call counting
 the truncated lines, or counted into the caller's ``truncation``: :mod:`xling.utils.truncation`), sorted by length (longest first) into batches of at most
@@ -18,6 +19,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -28,13 +30,12 @@ from xling.generation.decoders import (
     check_decodable,
     max_source_len,
     step_decoder,
-    trained_objectives,
-    unilm_decoding,
 )
 from xling.generation.search import generate
 from xling.models.encoder import TransformerEncoder
 from xling.models.io import read_model_config
 from xling.models.seq2seq import TransformerSeq2Seq
+from xling.models.record import TrainingRecord
 from xling.objectives.registry import known_kinds
 from xling.tokenization.vocab import Vocab
 from xling.utils.truncation import Truncation, counting
@@ -63,19 +64,27 @@ def quantize_for_inference(model: torch.nn.Module, mode: str) -> torch.nn.Module
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+class GenerationModel(NamedTuple):
+    """A loaded model ready to generate: pass ``decoding`` on to the generate functions."""
+
+    model: torch.nn.Module  # eval mode
+    vocab: Vocab
+    decoding: str  # how a UNILM encoder decodes ("mask" | "causal", from its record); "mask" otherwise
+    source_len: int | None  # the source length it was trained with (trained_source_len)
+
+
 def load_generation_model(model_dir: str | os.PathLike, device: str = "cpu", quantize: str | None = None
-                          ) -> tuple[torch.nn.Module, Vocab]:
-    """The model (class from config.json's model_type, eval mode) and vocabulary of a
-    model directory; a model that cannot generate is refused before its weights are read.
-    ``quantize``: None (as trained) or one of :data:`QUANTIZE` (:func:`quantize_for_inference`)."""
+                          ) -> GenerationModel:
+    """The model (class from config.json's model_type, eval mode), vocabulary and decoding
+    layout of a model directory; a model that cannot generate is refused before its weights
+    are read. ``quantize``: None (as trained) or one of :data:`QUANTIZE`."""
     meta = read_model_config(model_dir)
     check_decodable(meta, where=str(model_dir))
     model = MODEL_CLASSES[meta["model_type"]].from_pretrained(model_dir, device=device).eval()
     if quantize:
         model = quantize_for_inference(model, quantize)
-    if isinstance(model, TransformerEncoder):
-        model.seq2seq_decoding = unilm_decoding(meta)  # read by step_decoder
-    return model, Vocab.load(model_dir)
+    decoding = TrainingRecord.from_extra(meta.get("extra")).decoding()
+    return GenerationModel(model, Vocab.load(model_dir), decoding, trained_source_len(model_dir))
 
 
 def trained_source_len(model_dir: str | os.PathLike) -> int | None:
@@ -84,9 +93,9 @@ def trained_source_len(model_dir: str | os.PathLike) -> int | None:
     summarization); for a UNILM encoder at most what leaves room for the trained target
     length (``max_tgt_len``) within its positions. None when it does not say."""
     meta = read_model_config(model_dir)
-    pre = (meta.get("extra") or {}).get("pretrain") or {}
-    n, tgt = pre.get("max_len"), pre.get("max_tgt_len")
-    if not (isinstance(n, int) and n > 0) or not any(k.source_len for k in known_kinds(trained_objectives(pre))):
+    rec = TrainingRecord.from_extra(meta.get("extra"))
+    n, tgt = rec.max_len, rec.max_tgt_len
+    if not (n and n > 0) or not any(k.source_len for k in known_kinds([o["type"] for o in rec.objectives])):
         return None  # e.g. UNILM / MLM streams only: max_len is the unused default
     if meta.get("model_type") == TransformerEncoder.model_type and isinstance(tgt, int):
         n = min(n, int(meta["config"]["max_positions"]) - 3 - tgt)  # <s> x </s> y </s> fits the positions
@@ -116,14 +125,15 @@ def _one_line(text: str) -> str:
 
 def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], src_lang: str, tgt_lang: str,
                    cfg: GenerationConfig | None = None, batch_size: int = 64, max_tokens: int | None = None,
-                   progress: bool = True, max_src_len: int | None = None, truncation: Truncation | None = None
-                   ) -> list[list[tuple[str, float]]]:
+                   progress: bool = True, max_src_len: int | None = None, truncation: Truncation | None = None,
+                   decoding: str = "mask") -> list[list[tuple[str, float]]]:
     """Per input text, up to ``cfg.n_best`` ``(text, score)`` pairs, best first; an empty
     input gives ``[("", 0.0)]``. Languages are codes of ``vocab`` (unknown ones are
     XlingErrors naming the known ones). Sources are cut to ``max_src_len`` tokens (the length
     the model was trained with) within what the model's positions allow, or without it to
     :func:`max_source_len`'s default: counted into ``truncation``, else one warning for the
-    whole call (never one per batch)."""
+    whole call (never one per batch). ``decoding``: a UNILM encoder's layout
+    (:attr:`GenerationModel.decoding`)."""
     cfg = cfg or GenerationConfig()
     src_id, tgt_id = vocab.lang_id(src_lang), vocab.lang_id(tgt_lang)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -138,7 +148,7 @@ def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], s
         if cut.add(map(len, ids), budget, total=len(texts)):
             ids = [x[:budget] for x in ids]
     hyps = generate_ids(model, vocab, ids, src_id, tgt_id, cfg, batch_size, max_tokens,
-                        progress=progress and len(texts) >= PROGRESS_MIN_LINES)
+                        progress=progress and len(texts) >= PROGRESS_MIN_LINES, decoding=decoding)
     for j, hs in enumerate(hyps):
         results[where[j]] = [(_one_line(vocab.decode(h.tokens)), h.score) for h in hs]
     return results
@@ -146,7 +156,7 @@ def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], s
 
 def generate_ids(model: torch.nn.Module, vocab: Vocab, ids: Sequence[Sequence[int]], src_id: int, tgt_id: int,
                  cfg: GenerationConfig, batch_size: int = 64, max_tokens: int | None = None,
-                 progress: bool = False) -> list[list[Hypothesis]]:
+                 progress: bool = False, decoding: str = "mask") -> list[list[Hypothesis]]:
     """The hypotheses (best first) of every non-empty token-id source ``ids`` (no <s>/</s>,
     already within the model's source budget), in input order: sorted by length into batches,
     decoded in eval mode, put back. ``generate_nbest`` is this plus text in and out."""
@@ -166,7 +176,7 @@ def generate_ids(model: torch.nn.Module, vocab: Vocab, ids: Sequence[Sequence[in
     try:
         for batch in batches:
             src = [ids[j] for j in batch]
-            decoder = step_decoder(model, src, src_id, tgt_id, vocab.bos_id, vocab.eos_id)
+            decoder = step_decoder(model, src, src_id, tgt_id, vocab.bos_id, vocab.eos_id, decoding)
             hyps = generate(decoder, [len(x) for x in src], cfg, vocab.bos_id, vocab.eos_id, vocab.pad_id,
                             banned_ids=(vocab.mask_id,), generator=generator)
             for j, hs in zip(batch, hyps):
@@ -180,9 +190,9 @@ def generate_ids(model: torch.nn.Module, vocab: Vocab, ids: Sequence[Sequence[in
 
 def generate_texts(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], src_lang: str, tgt_lang: str,
                    cfg: GenerationConfig | None = None, batch_size: int = 64, max_tokens: int | None = None,
-                   progress: bool = True, max_src_len: int | None = None, truncation: Truncation | None = None
-                   ) -> list[str]:
+                   progress: bool = True, max_src_len: int | None = None, truncation: Truncation | None = None,
+                   decoding: str = "mask") -> list[str]:
     """The best output text per input text, in input order ("" for empty inputs)."""
     nbest = generate_nbest(model, vocab, texts, src_lang, tgt_lang, cfg, batch_size, max_tokens, progress, max_src_len,
-                           truncation)
+                           truncation, decoding)
     return [hyps[0][0] for hyps in nbest]

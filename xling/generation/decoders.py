@@ -9,10 +9,9 @@
 ``transformer_seq2seq``; a ``transformer_encoder`` only when its ``extra`` records an
 objective that teaches it to generate after a source: ``unilm`` (UNILM pretraining, whose
 mask mixture includes the seq2seq mask) or a supervised seq2seq type (``translation``,
-``summarization``: UNILM seq2seq fine-tuning on an encoder), found as the ``type`` of an
-item of any ``objectives`` list in ``extra`` at any depth (``extra["pretrain"]["objectives"]``
-is what ``xling train`` writes; ``extra["init_extra"]`` holds the init model's record,
-so training history counts). An XLM encoder trained with MLM/TLM/CLM only has no decoder:
+``summarization``: UNILM seq2seq fine-tuning on an encoder), among the objectives of its
+training record or of its init model's (:class:`xling.models.record.TrainingRecord`), so
+training history counts. An XLM encoder trained with MLM/TLM/CLM only has no decoder:
 decoding it would produce noise, so it is refused.
 """
 
@@ -29,21 +28,9 @@ from xling.errors import XlingError
 from xling.generation.base import StepDecoder
 from xling.models.encoder import TransformerEncoder
 from xling.models.seq2seq import TransformerSeq2Seq
+from xling.models.record import TrainingRecord
 from xling.objectives.registry import known_kinds
 from xling.tokenization.vocab import BOS, EOS
-
-
-def trained_objectives(extra: Any) -> list[str]:
-    """Objective types recorded in a model's ``extra``: the ``type`` of every item of every
-    ``objectives`` list, at any depth (the current run's and the init model's)."""
-    types: list[str] = []
-    if isinstance(extra, Mapping):
-        for key, value in extra.items():
-            if key == "objectives" and isinstance(value, list):
-                types += [o["type"] for o in value if isinstance(o, Mapping) and isinstance(o.get("type"), str)]
-            else:
-                types += trained_objectives(value)
-    return types
 
 
 def check_decodable(model_dir_meta: Mapping[str, Any], where: str = "model") -> None:
@@ -54,20 +41,11 @@ def check_decodable(model_dir_meta: Mapping[str, Any], where: str = "model") -> 
         return
     if model_type != TransformerEncoder.model_type:
         raise XlingError(f"{where}: model_type {model_type!r} cannot generate text")
-    types = trained_objectives(model_dir_meta.get("extra") or {})
+    types = TrainingRecord.from_extra(model_dir_meta.get("extra")).objective_types()
     if not any(k.generates for k in known_kinds(types)):  # e.g. unilm, translation, summarization
         trained = "+".join(dict.fromkeys(types)) or "no recorded objective"
         raise XlingError(f"{where}: encoder trained with {trained} has no decoder; fine-tune it for "
                          f"translation first (UNILM seq2seq, or TransformerSeq2Seq.from_encoder)")
-
-
-def unilm_decoding(model_dir_meta: Mapping[str, Any]) -> str:
-    """How a UNILM encoder generates (:mod:`xling.generation.unilm`), from its training record:
-    ``"causal"`` when its last training was seq2seq fine-tuning with ``seq2seq.corruption:
-    causal`` (each fed token's row predicts the next), else ``"mask"`` (a ``<mask>`` after the
-    prefix predicts: UNILM's own fine-tuning, 70% masked or pseudo-masked, and its pretraining)."""
-    pre = (model_dir_meta.get("extra") or {}).get("pretrain") or {}
-    return "causal" if pre.get("seq2seq_corruption") == "causal" else "mask"
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -138,11 +116,12 @@ def max_source_len(model: torch.nn.Module, trained: int | None = None) -> int:
 
 
 def step_decoder(model: torch.nn.Module, src: Sequence[Sequence[int]], src_lang: int, tgt_lang: int,
-                 bos_id: int = BOS, eos_id: int = EOS) -> StepDecoder:
+                 bos_id: int = BOS, eos_id: int = EOS, decoding: str = "mask") -> StepDecoder:
     """A StepDecoder decoding ``src`` (token ids without <s>/</s>) from language id
     ``src_lang`` into ``tgt_lang``. Put the model in eval mode first; steps run without grad.
-    A UNILM encoder decodes as its ``seq2seq_decoding`` attribute says (``"mask"`` unless
-    :func:`xling.generation.api.load_generation_model` read ``"causal"`` from its record).
+    A UNILM encoder decodes as ``decoding`` says: ``"mask"`` (a ``<mask>`` after the prefix
+    predicts) or ``"causal"`` (each fed token's row predicts the next), which a saved model's
+    record gives (:meth:`xling.models.record.TrainingRecord.decoding`).
 
     Whether an encoder was trained to decode is not checked here (an in-memory model has
     no record of its training): :func:`check_decodable` does it when a model is loaded.
@@ -153,5 +132,5 @@ def step_decoder(model: torch.nn.Module, src: Sequence[Sequence[int]], src_lang:
         from xling.generation.unilm import unilm_step_decoder
 
         return unilm_step_decoder(model, src, src_lang, tgt_lang, bos_id=bos_id, eos_id=eos_id,
-                                  causal=getattr(model, "seq2seq_decoding", "mask") == "causal")
+                                  causal=decoding == "causal")
     raise XlingError(f"{type(model).__name__}: no step decoder for this model type")

@@ -56,12 +56,6 @@ def trained_languages(objectives: list[Any], spec: SentenceConfig) -> dict[str, 
     return {"languages": sorted(src), "target_languages": sorted(tgt)}
 
 
-def merged_record(run: dict[str, list[str]], init_extra: dict | None) -> dict[str, list[str]]:
-    """This run's languages plus those recorded by the init model (a sentence embedder trained on)."""
-    prev = (init_extra or {}).get("sentence") or {}
-    return {k: sorted(set(run[k]) | set(prev.get(k) or [])) for k in run}
-
-
 # ---------------------------------------------------------------- the model
 
 

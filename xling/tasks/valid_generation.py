@@ -24,8 +24,8 @@ from xling.objectives.registry import objective_kind
 from xling.tokenization.vocab import Vocab
 
 
-def generation_valid_fn(tasks: list, vocab: Vocab, n: int, max_len: int,
-                        batch_size: int = 64) -> Callable[[torch.nn.Module], dict[str, float]] | None:
+def generation_valid_fn(tasks: list, vocab: Vocab, n: int, max_len: int, batch_size: int = 64,
+                        decoding: str = "mask") -> Callable[[torch.nn.Module], dict[str, float]] | None:
     """valid_fn part scoring greedy outputs of the seq2seq tasks among ``tasks`` (built on the
     valid split); None when ``n`` is 0 or no task generates."""
     chosen = [t for t in tasks if objective_kind(t.group).supervised]
@@ -39,7 +39,7 @@ def generation_valid_fn(tasks: list, vocab: Vocab, n: int, max_len: int,
         for t in chosen:
             src_id, tgt_id = t.lang
             src = [[int(i) for i in x] for x, _ in t.examples[:n]]
-            hyps = generate_ids(model, vocab, src, src_id, tgt_id, cfg, batch_size)
+            hyps = generate_ids(model, vocab, src, src_id, tgt_id, cfg, batch_size, decoding=decoding)
             r = bleu([vocab.decode(h[0].tokens) for h in hyps], refs[t.name], vocab.languages[tgt_id])
             out[f"bleu/{t.name}"], out[f"chrf/{t.name}"] = r["bleu"], r["chrf"]
         for metric in ("bleu", "chrf"):
