@@ -33,6 +33,7 @@ from xling.data.span_masking import with_bos_eos
 from xling.embeddings.model import SentenceEmbedder
 from xling.errors import XlingError
 from xling.models.io import read_model_config
+from xling.models.record import SentenceRecord, TrainingRecord
 from xling.tokenization.vocab import Vocab
 from xling.utils.truncation import Truncation, counting
 
@@ -88,20 +89,19 @@ class SentenceEncoder:
         if meta["model_type"] != SentenceEmbedder.model_type:
             raise XlingError(f"{dir}: a {meta['model_type']}, not a sentence embedder "
                              f"(train one with model_type: sentence)")
-        extra = meta.get("extra") or {}
-        rec = extra.get("sentence") or {}
-        if not isinstance(rec.get("languages"), list) or not rec["languages"]:
+        rec = TrainingRecord.from_extra(meta.get("extra"))
+        if rec.sentence is None or not rec.sentence.languages:
             raise XlingError(f"{Path(dir) / 'config.json'}: records no training languages (extra.sentence.languages)")
-        max_len = (extra.get("pretrain") or {}).get("max_len") or DEFAULT_MAX_LEN
         model = SentenceEmbedder.from_pretrained(dir, device=device)
-        return cls(model, Vocab.load(dir), rec["languages"], rec.get("target_languages") or [], int(max_len))
+        return cls(model, Vocab.load(dir), rec.sentence.languages, rec.sentence.target_languages,
+                   int(rec.max_len or DEFAULT_MAX_LEN))
 
     def save_pretrained(self, dir: str | os.PathLike, extra: dict | None = None) -> Path:
         """Model, vocabulary and the language record, loadable with :meth:`from_pretrained`."""
-        rec = {"languages": self.languages, "target_languages": self.target_languages}
-        pre = {"max_len": self.max_len}
-        extra = {"pretrain": pre, **(extra or {}), "sentence": rec}
-        return self.model.save_pretrained(dir, vocab=self.vocab, extra=extra)
+        rec = TrainingRecord.from_extra(extra)  # the caller's record (xling train's), if any
+        rec.max_len = self.max_len
+        rec.sentence = SentenceRecord(self.languages, self.target_languages)
+        return self.model.save_pretrained(dir, vocab=self.vocab, extra={**(extra or {}), **rec.to_extra()})
 
     @property
     def dim(self) -> int:

@@ -12,7 +12,7 @@ from xling.data.readers import load_corpus_split, load_parallel_split
 from xling.evaluation.signature import model_hash, signature
 from xling.evaluation.xlm import mlm_scores, translation_probe
 from xling.models.encoder import TransformerEncoder
-from xling.models.io import read_model_config
+from xling.models.record import read_record
 from xling.tokenization.langs import check_pair
 from xling.tokenization.vocab import Vocab
 from xling.utils.io import read_json, sha256_files
@@ -44,8 +44,7 @@ def evaluate_xlm(
     model = TransformerEncoder.from_pretrained(model_dir)
     vocab = Vocab.load(model_dir)
     if stream_len is None:  # evaluate on streams as long as the model was trained on
-        pre = read_model_config(model_dir)["extra"].get("pretrain", {})
-        stream_len = min(pre.get("stream_len", 256), model.config.max_positions)
+        stream_len = min(read_record(model_dir).stream_len or 256, model.config.max_positions)
     pair_langs = {pair: check_pair(pair, "pair") for pair in pairs}
     for lang in [*langs, *(c for p in pair_langs.values() for c in p)]:
         vocab.lang_id(lang)  # every language and data file checked before any scoring

@@ -71,7 +71,9 @@ class TrainingRecord:
     def to_extra(self) -> dict[str, Any]:
         """The ``extra`` dict written into config.json (the format the module doc shows)."""
         out: dict[str, Any] = {}
-        if self.objectives:  # a record of `xling train` (a model saved otherwise records no run)
+        run = (self.objectives, self.stream_len, self.max_pair_len, self.max_len, self.max_tgt_len, self.init,
+               self.seq2seq_corruption)
+        if any(v for v in run):  # something to record (a model saved outside `xling train` may have nothing)
             out["pretrain"] = {"objectives": self.objectives, "stream_len": self.stream_len,
                                "max_pair_len": self.max_pair_len, "max_len": self.max_len,
                                "max_tgt_len": self.max_tgt_len, "init": self.init}
