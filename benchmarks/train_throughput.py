@@ -7,9 +7,12 @@ float32 and in bfloat16 autocast. MFU = achieved model FLOP/s (from
 the same process interleaved with the training steps (the cores are shared and noisy,
 so only the ratio to the same-moment peak is meaningful).
 
-    python benchmarks/train_throughput.py [--batch 8] [--steps 5] [--dtypes float32,bfloat16]
+    python benchmarks/train_throughput.py [--batch 8] [--steps 5] [--dtypes float32,bfloat16] [--trainer]
 
-Prints a markdown block for benchmarks/RESULTS.md.
+``--trainer`` times the library's path instead of a bare step: ``Trainer.train`` with
+``masked_lm_loss`` (its stats, loss bookkeeping, clipping and logging every ``--log-every``
+steps), a step being the time between two batch pulls (the peak is measured inside the pull
+and left out). Prints a markdown block for benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -111,6 +114,76 @@ def measure(args: argparse.Namespace, dtype_name: str) -> dict:
     }
 
 
+class _TimedBatches:
+    """The trainer's batch source: fixed batches; times each pull and measures the matmul
+    peak inside it (outside the timed interval) before every timed step."""
+
+    def __init__(self, batches: list[dict], timed: range, peak) -> None:
+        self.batches, self.timed, self.peak = batches, timed, peak
+        self.i, self.start, self.end, self.peaks = 0, [], [], []
+
+    def __next__(self) -> dict:
+        self.start.append(time.perf_counter())
+        if self.i in self.timed or self.i == self.timed.stop:
+            self.peaks.append(self.peak())
+        self.end.append(time.perf_counter())
+        self.i += 1
+        return self.batches[self.i - 1]
+
+    def state_dict(self) -> dict:
+        return {"i": self.i}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.i = state["i"]
+
+
+def measure_trainer(args: argparse.Namespace, dtype_name: str) -> dict:
+    """Like :func:`measure`, through ``Trainer.train`` on ``masked_lm_loss`` (CPU, no compile)."""
+    import tempfile
+
+    from xling.data.masking import IGNORE
+    from xling.objectives.base import masked_lm_loss
+    from xling.training.trainer import Trainer, TrainerConfig
+
+    dtype = DTYPES[dtype_name]
+    torch.manual_seed(0)
+    cfg = EncoderConfig(
+        vocab_size=args.vocab, n_langs=4, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
+        d_ff=args.d_ff, max_positions=max(512, args.seq_len), dropout=args.dropout, attn_dropout=args.attn_dropout,
+    )
+    model = TransformerEncoder(cfg)
+    batches = []
+    for b in make_batches(cfg, args.batch, args.seq_len, args.warmup + args.steps + 1):
+        targets = torch.full_like(b["tokens"], IGNORE)  # (B, T)
+        targets.view(-1)[b["pos"]] = b["targets"]
+        batches.append({"tokens": b["tokens"], "langs": b["langs"], "targets": targets, "task": "mlm"})
+    source = _TimedBatches(batches, range(args.warmup, args.warmup + args.steps),
+                           lambda: matmul_peak(dtype, repeats=args.peak_repeats))
+    tcfg = TrainerConfig(lr=1e-4, warmup_steps=0, max_steps=len(batches), schedule="constant",
+                         log_every=args.log_every, valid_every=0, save_every=0, dtype=dtype_name,
+                         device="cpu", progress=False)
+    n_pred = int((batches[0]["targets"] != IGNORE).sum())
+    flops_tok = model.flops_per_token(args.seq_len, lm_fraction=n_pred / (args.batch * args.seq_len))
+    with tempfile.TemporaryDirectory() as out:
+        summary = Trainer(model, lambda m, b: masked_lm_loss(m, b, b["task"]), source, tcfg, out).train()
+    tokens = args.batch * args.seq_len
+    times = [source.start[k + 1] - source.end[k] for k in range(args.warmup, args.warmup + args.steps)]
+    peaks = source.peaks
+    mfus = [flops_tok * tokens / t / 1e9 / ((p0 + p1) / 2) for t, p0, p1 in zip(times, peaks, peaks[1:])]
+    return {
+        "dtype": f"{dtype_name} (Trainer)",
+        "params": model.num_parameters(),
+        "tok_s": tokens * len(times) / sum(times),
+        "step_s": statistics.median(times),
+        "gflops": flops_tok * tokens * len(times) / sum(times) / 1e9,
+        "peak": statistics.median(peaks),
+        "mfu": statistics.median(mfus),
+        "mfu_min": min(mfus),
+        "mfu_max": max(mfus),
+        "loss": summary["final_loss"],
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=8, help="sequences per step")
@@ -128,6 +201,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peak-repeats", type=int, default=3, help="matmuls per peak measurement (median)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
     p.add_argument("--force", action="store_true", help="train a dtype even if its matmul peak is tiny")
+    p.add_argument("--trainer", action="store_true", help="time Trainer.train on masked_lm_loss (see above)")
+    p.add_argument("--log-every", type=int, default=50, help="--trainer: updates between metrics lines")
     args = p.parse_args(argv)
     for name in args.dtypes.split(","):
         if name not in DTYPES:
@@ -149,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"float32 (no native {name} GEMM on this CPU); --force to train anyway"
             )
             continue
-        r = measure(args, name)
+        r = measure_trainer(args, name) if args.trainer else measure(args, name)
         rows.append(r)
         print(f"[{name}] {r['tok_s']:.0f} tok/s, MFU {100 * r['mfu']:.1f}%", file=sys.stderr)
     print(f"### Training throughput, {datetime.date.today().isoformat()}\n")
@@ -158,7 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"- model: d_model {args.d_model}, {args.layers} layers, {args.heads} heads, d_ff {args.d_ff}, vocab "
         f"{args.vocab}, dropout {args.dropout}/{args.attn_dropout}; batch {args.batch} x {args.seq_len} tokens, "
-        f"MLM on 15% of positions, AdamW (fused){', torch.compile' if args.compile else ''}; "
+        f"MLM on 15% of positions, "
+        + (f"xling Trainer (AdamW, clip 1.0, log every {args.log_every}), masked_lm_loss; " if args.trainer else
+           f"AdamW (fused){', torch.compile' if args.compile else ''}; ") +
         f"{args.warmup} warmup + {args.steps} timed steps"
     )
     print("- MFU: model FLOP/s (flops_per_token, fwd+bwd) / matmul peak of the same dtype measured between steps\n")
