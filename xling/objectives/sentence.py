@@ -35,7 +35,7 @@ from xling.tokenization.langs import Lang
 
 
 def ranking_loss(x: torch.Tensor, y: torch.Tensor, scale: float, margin: float,
-                 exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                 exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """x, y (B, D) embeddings of aligned pairs (normalised here) -> (loss, stats).
 
     exclude: (B, B) bool, True = leave s_ij out of both softmaxes (duplicates; the diagonal

@@ -125,7 +125,7 @@ def build_mask(kind: str, T: int, src_lens: torch.Tensor | None = None) -> torch
     raise unknown("unilm mask type", kind, MASK_TYPES)
 
 
-def _loss_with_kind(model, batch: dict[str, Any], name: str) -> tuple[torch.Tensor, dict[str, float]]:
+def _loss_with_kind(model, batch: dict[str, Any], name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
     """masked_lm_loss under the task's name, plus loss/acc under ``unilm-<mask type>``."""
     loss, stats = masked_lm_loss(model, batch, name)
     kind = batch.get("unilm_mask")
