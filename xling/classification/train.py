@@ -45,7 +45,8 @@ from xling.objectives.mixture import MixtureBatches, Task
 from xling.tokenization.vocab import Vocab
 from xling.training import distributed
 from xling.training.preemption import raise_if_stopped
-from xling.training.trainer import Trainer, TrainerConfig
+from xling.training.config import TrainerConfig
+from xling.training.trainer import Trainer
 from xling.utils.io import atomic_dir, write_text_atomic
 
 log = logging.getLogger(__name__)

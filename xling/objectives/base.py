@@ -26,7 +26,7 @@ class Objective(Protocol):
     def make_batch(self, examples: list, langs: Any, rng: np.random.Generator) -> dict[str, Any]:
         ...
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         ...
 
 
