@@ -75,15 +75,21 @@ def mlm_step(model: TransformerEncoder, opt: torch.optim.Optimizer, b: dict, dty
     return loss.item()
 
 
-def measure(args: argparse.Namespace, dtype_name: str) -> dict:
-    """Warm up, then time ``args.steps`` steps with a matmul peak before and after each."""
-    dtype = DTYPES[dtype_name]
+def _model(args: argparse.Namespace) -> tuple[EncoderConfig, TransformerEncoder]:
+    """The benchmarked encoder (seed 0) and its config, from the command-line sizes."""
     torch.manual_seed(0)
     cfg = EncoderConfig(
         vocab_size=args.vocab, n_langs=4, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
         d_ff=args.d_ff, max_positions=max(512, args.seq_len), dropout=args.dropout, attn_dropout=args.attn_dropout,
     )
-    model = TransformerEncoder(cfg).train()
+    return cfg, TransformerEncoder(cfg)
+
+
+def measure(args: argparse.Namespace, dtype_name: str) -> dict:
+    """Warm up, then time ``args.steps`` steps with a matmul peak before and after each."""
+    dtype = DTYPES[dtype_name]
+    cfg, model = _model(args)
+    model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     batches = make_batches(cfg, args.batch, args.seq_len, args.warmup + args.steps)
     step_fn = torch.compile(mlm_step) if args.compile else mlm_step
@@ -146,12 +152,7 @@ def measure_trainer(args: argparse.Namespace, dtype_name: str) -> dict:
     from xling.training.trainer import Trainer, TrainerConfig
 
     dtype = DTYPES[dtype_name]
-    torch.manual_seed(0)
-    cfg = EncoderConfig(
-        vocab_size=args.vocab, n_langs=4, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
-        d_ff=args.d_ff, max_positions=max(512, args.seq_len), dropout=args.dropout, attn_dropout=args.attn_dropout,
-    )
-    model = TransformerEncoder(cfg)
+    cfg, model = _model(args)
     batches = []
     for b in make_batches(cfg, args.batch, args.seq_len, args.warmup + args.steps + 1):
         targets = torch.full_like(b["tokens"], IGNORE)  # (B, T)
