@@ -5,6 +5,12 @@ a corpus (en, fr, the en-fr pair, genre labels), a shared vocabulary, and untrai
 models of each kind: an XLM encoder, an encoder-decoder, a sentence embedder and a genre
 classifier fine-tuned for two steps. Tests that need a model to *run* (bad-input tables,
 CLI plumbing) use these; tests that need a model to *learn* train their own.
+
+Test modules live in folders that mirror the package (tests/training/ tests xling/training/);
+this conftest applies to all of them and puts tests/ on ``sys.path``, so they import its
+constants (``from conftest import FIXTURE_DB``) and the helpers shared across folders
+(``from helpers import ...``). Also here: ``tiny()`` (a tiny encoder or encoder-decoder),
+``vocabs`` (two small en/de vocabularies) and ``one_thread``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURE_DB = ROOT / "tests" / "fixtures" / "bible_mini.db"
+FIXTURES = ROOT / "tests" / "fixtures"
+FIXTURE_DB = FIXTURES / "bible_mini.db"
 TINY_CONFIG = ROOT / "configs" / "tiny.yaml"
 
 
@@ -101,6 +108,21 @@ def tiny(pre_norm=True, seed=0, n_dec_layers=None, **kw):
     if n_dec_layers is None:
         return TransformerEncoder(EncoderConfig(**cfg)).eval()
     return TransformerSeq2Seq(Seq2SeqConfig(**cfg, n_dec_layers=n_dec_layers)).eval()
+
+
+@pytest.fixture(scope="module")
+def vocabs(tmp_path_factory):
+    """Two small vocabularies (299 and 295 pieces) of the same en/de sentences
+    (:data:`helpers.WORDS`): one for the models, the other to swap in as a wrong one."""
+    import itertools
+
+    from helpers import WORDS
+    from xling.tokenization.vocab import train_vocab
+
+    d = tmp_path_factory.mktemp("vocab")
+    texts = {lang: [" ".join(p) for p in itertools.permutations(w, 4)][:300] for lang, w in WORDS.items()}
+    return (train_vocab(texts, d / "a", vocab_size=299, max_sentences=600),
+            train_vocab(texts, d / "b", vocab_size=295, max_sentences=600))
 
 
 @pytest.fixture

@@ -1,19 +1,18 @@
-"""End to end through the CLI on the shipped fixture: corpus -> vocab -> MLM+TLM
-pretraining -> evaluation, plus the user errors of the pretraining path."""
+"""``xling train`` end to end through the CLI on the shipped fixture: corpus -> vocab -> MLM+TLM
+training -> ``xling evaluate xlm``, exact resume, two processes under torchrun, per-objective
+corpora, and the user errors of that path."""
 
 import json
 import logging
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import FIXTURE_DB, TINY_CONFIG
 from xling.cli import main
 from xling.models.encoder import TransformerEncoder
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE_DB = ROOT / "tests" / "fixtures" / "bible_mini.db"
-TINY = str(ROOT / "configs" / "tiny.yaml")
+TINY = str(TINY_CONFIG)
 
 
 @pytest.fixture(scope="module")

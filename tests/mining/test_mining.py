@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import xling.embeddings
+from helpers import FakeEncoder
 from xling.cli import main
 from xling.errors import XlingError
 from xling.mining import Embeddings, Neighbours, knn, mine, mine_files, mine_texts, select_pairs
@@ -239,25 +240,6 @@ def test_cli_embeddings_end_to_end(tmp_path, capsys):
     assert rc == 0 and all(int(s) == 59 - int(t) for _, s, t in rows)
     rc = main(["mine", "--src-emb", str(tmp_path / "a.npy"), "--tgt-emb", str(tmp_path / "b.npy"), "--out", str(out), "--k", "99"])
     assert rc == 2 and "b.npy: 60 sentences, fewer than the k=99 neighbours" in capsys.readouterr().err
-
-
-class FakeEncoder:
-    """Stands in for xling.embeddings.SentenceEncoder: a vector per text from its number."""
-
-    dim = 8
-
-    @classmethod
-    def from_pretrained(cls, model_dir):
-        return cls()
-
-    def check_lang(self, lang):
-        if lang not in ("de", "en"):
-            raise XlingError(f"unknown language {lang!r}")
-
-    def encode(self, texts, lang, batch_size=64, normalize=True, truncation=None):
-        self.check_lang(lang)
-        out = np.stack([np.random.default_rng(int(t.split()[-1])).normal(size=self.dim) for t in texts]).astype(np.float32)
-        return out / np.linalg.norm(out, axis=1, keepdims=True) if normalize else out
 
 
 def test_cli_model_path(tmp_path, monkeypatch, capsys):

@@ -1,10 +1,9 @@
 """Readers of classification data (XNLI, MultiNLI, HF xnli, Bible genres, TSV) on fixtures in
 the published formats, their user errors, and the report's arithmetic."""
 
-from pathlib import Path
-
 import pytest
 
+from conftest import FIXTURES as FIX
 from xling.classification.data import (
     DataSpec,
     Example,
@@ -17,7 +16,6 @@ from xling.classification.data import (
 from xling.classification.report import format_table, transfer_summary
 from xling.errors import XlingError
 
-FIX = Path(__file__).resolve().parent / "fixtures"
 XNLI = FIX / "xnli.test.tsv"
 
 

@@ -1,4 +1,4 @@
-"""Sentence embedders (issue 4): pooling, the ranking loss by hand, padding invariance,
+"""Sentence embedders: pooling, the ranking loss by hand, padding invariance,
 languages, save/load, decoding, learning a tiny parallel task, ``xling embed`` and
 ``xling train`` with ``model_type: sentence`` (resume included)."""
 
@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import FIXTURE_DB
 from xling.cli import main
 from xling.config import load_config
 from xling.embeddings import SentenceEmbedder, SentenceEmbedderConfig, SentenceEncoder
@@ -31,9 +32,6 @@ from xling.objectives.sentence import SentenceConfig as SentenceSpec
 from xling.objectives.sentence import directions
 from xling.tasks.sentence import p_at_1, trained_languages
 from xling.tokenization.vocab import Vocab
-
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE_DB = ROOT / "tests" / "fixtures" / "bible_mini.db"
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FIXTURE_DB as FIXTURE
 from xling.cli import main
 from xling.data.bible import (
     WHEEL_NAME,
@@ -24,7 +25,6 @@ from xling.data.cleaning import clean_verse, drop_repeats
 from xling.errors import XlingError
 from xling.utils.io import sha256_files
 
-FIXTURE = Path(__file__).parent / "fixtures" / "bible_mini.db"
 LANGS = ["ar", "en", "es", "fr", "it", "ru"]
 SPLITS = ("train", "valid", "test")
 

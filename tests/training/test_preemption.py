@@ -1,4 +1,4 @@
-"""Issue 13 (hardening), training: SIGTERM / SIGINT stop cleanly and resume bit-identically,
+"""Stopping and resuming training: SIGTERM / SIGINT stop cleanly and resume bit-identically,
 config errors leave no files, stale temporaries and damaged checkpoints are handled on
 --resume, a resumed run with another config says what changed."""
 

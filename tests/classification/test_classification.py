@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import FIXTURES as FIX, ROOT
 from xling.classification.data import DataSpec, Example
 from xling.classification.model import ClassificationObjective, SequenceClassifier
 from xling.classification.predict import Predictor
@@ -20,8 +21,6 @@ from xling.errors import XlingError
 from xling.models.config import EncoderConfig
 from xling.models.encoder import TransformerEncoder
 
-ROOT = Path(__file__).resolve().parent.parent
-FIX = ROOT / "tests" / "fixtures"
 CLASSES = {
     "fruit": (["apple", "pear", "plum", "grape", "lemon"], ["Apfel", "Birne", "Pflaume", "Traube", "Zitrone"]),
     "vehicle": (["car", "bus", "train", "bike", "truck"], ["Auto", "Omnibus", "Zug", "Fahrrad", "Laster"]),

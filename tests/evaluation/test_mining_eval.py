@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from test_mining import FakeEncoder
+from helpers import FakeEncoder
 from xling.cli import main
 from xling.errors import XlingError
 from xling.evaluation.mining import (best_threshold, bucc_sets, evaluate_bucc, evaluate_mining, evaluate_tatoeba,

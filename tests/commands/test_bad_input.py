@@ -1,4 +1,4 @@
-"""The bad-input table: every subcommand against every family of bad input (issue 13).
+"""The bad-input table: every subcommand against every family of bad input.
 
 Each row of :data:`ROWS` is one valid invocation of a subcommand plus the roles of its options
 (input files, language codes, the model, sizes, numbers, the output). :func:`cases` turns the
@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURE_DB, Workspace
+from helpers import write_lists
 from xling.cli import build_parser, main
 
 TEXT = ["In the beginning God created the heaven and the earth.", "And the earth was without form, and void.",
@@ -64,8 +65,6 @@ def _npy(d: Path, name: str, seed: int) -> Path:
 
 
 def _lists(d: Path) -> Path:
-    from test_debian import write_lists
-
     return write_lists(d / "debian")
 
 

@@ -5,7 +5,6 @@ naming that file; untouched and old-format (weights-only) directories load."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import TINY
 from xling.classification.model import EmbeddingClassifier, EmbeddingHeadConfig, SequenceClassifier
 from xling.classification.predict import Predictor
 from xling.classification.train import save_classifier
@@ -23,22 +23,11 @@ from xling.models.config import EncoderConfig, Seq2SeqConfig
 from xling.models.encoder import TransformerEncoder
 from xling.models.io import write_model_meta
 from xling.models.seq2seq import TransformerSeq2Seq
-from xling.tokenization.vocab import Vocab, train_vocab
+from xling.tokenization.vocab import Vocab
 from xling.training.checkpoint import save_checkpoint
 from xling.utils.io import sha256_file
 
-WORDS = {"en": ["the", "old", "man", "reads", "a", "book", "today", "river"],
-         "de": ["der", "alte", "Mann", "liest", "ein", "Buch", "heute", "Fluss"]}
-TINY = dict(d_model=32, n_layers=1, n_heads=4, d_ff=64, max_positions=64, dropout=0.0, attn_dropout=0.0)
 KINDS = ["encoder", "seq2seq", "sentence", "classifier", "embedding_classifier", "checkpoint"]
-
-
-@pytest.fixture(scope="module")
-def vocabs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("vocab")
-    texts = {lang: [" ".join(p) for p in itertools.permutations(w, 4)][:300] for lang, w in WORDS.items()}
-    return (train_vocab(texts, d / "a", vocab_size=299, max_sentences=600),
-            train_vocab(texts, d / "b", vocab_size=295, max_sentences=600))
 
 
 def _enc_config(vocab) -> EncoderConfig:

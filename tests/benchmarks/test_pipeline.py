@@ -3,9 +3,10 @@
 import importlib.util
 import os
 import stat
-from pathlib import Path
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "pipeline.py"  # not part of the package
+from conftest import ROOT
+
+_PATH = ROOT / "benchmarks" / "pipeline.py"  # not part of the package
 _spec = importlib.util.spec_from_file_location("pipeline", _PATH)
 pipeline = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(pipeline)

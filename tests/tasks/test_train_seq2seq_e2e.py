@@ -2,11 +2,11 @@
 initialisation from saved models, and the user errors of those configs."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import FIXTURE_DB, TINY_CONFIG
 from xling.cli import main
 from xling.config import load_config
 from xling.models.encoder import TransformerEncoder
@@ -14,9 +14,7 @@ from xling.models.seq2seq import TransformerSeq2Seq
 from xling.tasks.train import TrainConfig, init_model
 from xling.tokenization.vocab import Vocab
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE_DB = ROOT / "tests" / "fixtures" / "bible_mini.db"
-TINY = str(ROOT / "configs" / "tiny.yaml")
+TINY = str(TINY_CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 Worker usage (one process per rank)::
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py OUT [signal]
+    python -m torch.distributed.run --nproc_per_node 2 tests/training/ddp_worker.py OUT [signal]
 
 Each rank trains the toy model on its own shard of every global batch through the
 Trainer (gloo, CPU), then writes its final parameters to ``OUT/rank{r}.safetensors``.

@@ -9,15 +9,15 @@ records (``config.json`` ``extra``, weights-only ``checksums.json``) are the old
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import FIXTURES
 from xling.cli import main
 
-V0 = Path(__file__).resolve().parent / "fixtures" / "legacy" / "v0"
+V0 = FIXTURES / "legacy" / "v0"
 INPUT = V0 / "input.en.txt"
 EXPECTED = V0 / "expected"
 

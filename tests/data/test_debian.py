@@ -1,9 +1,9 @@
 """Debian descriptions corpus: parsing, decompression, dedup, filters, alignment, split, errors, CLI.
 
-The fixture is written by the tests themselves: a few entries in the exact
-published format (``Package`` / ``Description-md5`` / ``Description-<lang>``,
-indented long description, `` .`` paragraph breaks) in en, de, fr and zh,
-with duplicates, a conflicting duplicate, filtered entries and 300 generated
+The fixture is written by the tests themselves (``write_lists`` in tests/helpers.py): a few
+entries in the exact published format (``Package`` / ``Description-md5`` /
+``Description-<lang>``, indented long description, `` .`` paragraph breaks) in en, de, fr
+and zh, with duplicates, a conflicting duplicate, filtered entries and 300 generated
 descriptions so that every split is populated. English is stored the way apt
 stores it (lz4) when the lz4 tool and apt-helper exist, and plain otherwise;
 the other languages are gzip, xz and uncompressed (zh with apt's quoted name).
@@ -12,18 +12,32 @@ the other languages are gzip, xz and uncompressed (zh with apt's quoted name).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import lzma
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from helpers import (
+    A,
+    A_EN,
+    B,
+    B_EN,
+    DE_ONLY,
+    EMPTY,
+    HAVE_LZ4,
+    LONG,
+    PREFIX,
+    SHORT,
+    _de_text,
+    _en_text,
+    entry,
+    md5,
+    write_lists,
+)
 from xling.cli import main
 from xling.data.debian import (
-    APT_HELPER,
     build_debian_corpus,
     find_index_files,
     join_description,
@@ -34,72 +48,6 @@ from xling.data.debian import (
 from xling.errors import XlingError
 
 SPLITS = ("train", "valid", "test")
-HAVE_LZ4 = bool(shutil.which("lz4")) and Path(APT_HELPER).is_file()
-PREFIX = "deb.example.org_debian_dists_stable_main_i18n_Translation-"
-
-
-def md5(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
-
-
-def entry(package: str, md5_: str, lang: str, synopsis: str, body: str = "") -> str:
-    """One index entry; ``body`` lines are indented by one space as apt stores them."""
-    long = "".join(f" {line}\n" for line in body.splitlines())
-    return f"Package: {package}\nDescription-md5: {md5_}\nDescription-{lang}: {synopsis}\n{long}\n"
-
-
-A, B, SHORT, EMPTY, LONG, DE_ONLY = (md5(x) for x in ("A", "B", "short", "empty", "long", "de-only"))
-A_EN = "Real-time strategy game of ancient warfare\n0 A.D. is a free, open-source, cross-platform\nreal-time strategy game.\n.\nThis package contains   the data files.\n   * maps\n   * sounds"
-A_DE = "Echtzeit-Strategiespiel über antike Kriegsführung\n0 A.D. ist ein freies, quelloffenes\nEchtzeit-Strategiespiel.\n.\nDieses Paket enthält die Datendateien."
-A_FR = "Jeu de stratégie en temps réel\n0 A.D. est un jeu libre et multiplateforme.\n.\nCe paquet contient les données."
-A_ZH = "即时战略游戏\n0 A.D. 是一个免费、开源、跨平台的即时战略游戏。"
-B_EN = "Tools for managing packages\nThese tools help to manage Debian packages\nand their dependencies."
-B_DE = "Werkzeuge zur Paketverwaltung\nDiese Werkzeuge helfen bei der Verwaltung von Debian-Paketen."
-GEN = [md5(f"gen{i}") for i in range(300)]
-
-
-def _en_text() -> str:
-    parts = [
-        entry("0ad-data", A, "en", *A_EN.split("\n", 1)),
-        entry("apt-tools", B, "en", *B_EN.split("\n", 1)),
-        entry("0ad-data-common", A, "en", *A_EN.split("\n", 1)),  # same md5: one description, two packages
-        entry("tiny", SHORT, "en", "A tiny package", "Tiny stuff."),  # 2 words: dropped as short
-        entry("nolong", EMPTY, "en", "Only a synopsis"),  # no long description: dropped as empty
-        entry("huge", LONG, "en", "A very long one", " ".join(["word"] * 60)),  # dropped with max_words=50
-    ]
-    parts += [entry(f"gen{i:03d}", m, "en", f"generated package {i}", f"Generated description number {i} for testing.") for i, m in enumerate(GEN)]
-    return "".join(parts)
-
-
-def _de_text() -> str:
-    parts = [
-        entry("0ad-data", A, "de", *A_DE.split("\n", 1)),
-        entry("0ad-data-common", A, "de", *A_DE.split("\n", 1)),
-        entry("apt-tools", B, "de", *B_DE.split("\n", 1)),
-        entry("nur-deutsch", DE_ONLY, "de", "Nur deutsch", "Diese Beschreibung gibt es nur auf Deutsch."),
-    ]
-    parts += [entry(f"gen{i:03d}", m, "de", f"erzeugtes Paket {i}", f"Erzeugte Beschreibung Nummer {i} zum Testen.") for i, m in enumerate(GEN) if i % 2 == 0]
-    return "".join(parts)
-
-
-def write_lists(root: Path, en_lz4: bool = HAVE_LZ4) -> Path:
-    lists = root / "lists"
-    lists.mkdir(parents=True)
-    en = lists / f"{PREFIX}en"
-    en.write_text(_en_text(), encoding="utf-8")
-    if en_lz4:
-        subprocess.run(["lz4", "-q", "--rm", str(en), str(en) + ".lz4"], check=True)
-    # a second suite repeating B with the same text
-    (lists / "deb.example.org_debian-security_dists_stable-security_main_i18n_Translation-en").write_text(
-        entry("apt-tools", B, "en", *B_EN.split("\n", 1)), encoding="utf-8"
-    )
-    with gzip.open(lists / f"{PREFIX}de.gz", "wt", encoding="utf-8") as f:
-        f.write(_de_text())
-    with lzma.open(lists / f"{PREFIX}fr.xz", "wt", encoding="utf-8") as f:
-        f.write(entry("0ad-data", A, "fr", *A_FR.split("\n", 1)))
-    (lists / f"{PREFIX}zh%5fCN").write_text(entry("0ad-data", A, "zh_CN", *A_ZH.split("\n", 1)), encoding="utf-8")
-    (lists / "deb.example.org_debian_dists_stable_main_binary-amd64_Packages").write_text("Package: x\n\n")
-    return lists
 
 
 def lines(path: Path) -> list[str]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_integrity import TINY, WORDS, vocabs  # noqa: F401  (vocabs: the module's vocabulary fixture)
+from helpers import TINY, WORDS
 from xling.classification.model import EmbeddingClassifier, EmbeddingHeadConfig, SequenceClassifier
 from xling.classification.train import save_classifier
 from xling.cli import main
@@ -53,7 +53,7 @@ def sentence_encoder(vocab, d):
 
 
 @pytest.fixture(scope="module")
-def models(vocabs, tmp_path_factory):  # noqa: F811
+def models(vocabs, tmp_path_factory):
     vocab = vocabs[0]
     d = tmp_path_factory.mktemp("trunc")
     torch.manual_seed(0)

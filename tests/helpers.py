@@ -1,0 +1,122 @@
+"""Helpers shared by test modules in different folders (shared fixtures are in conftest.py).
+
+Test modules import them by name (``from helpers import FakeEncoder``): tests/ is on
+``sys.path`` because conftest.py lives there.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import lzma
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from xling.data.debian import APT_HELPER
+from xling.errors import XlingError
+
+# ----------------------------------------------------------------------------- tiny vocabularies and models
+# Words of the two vocabularies of the ``vocabs`` fixture (conftest.py), and the sizes of the tiny
+# models built on them (checksums of model directories, truncation by commands).
+
+WORDS = {"en": ["the", "old", "man", "reads", "a", "book", "today", "river"],
+         "de": ["der", "alte", "Mann", "liest", "ein", "Buch", "heute", "Fluss"]}
+TINY = dict(d_model=32, n_layers=1, n_heads=4, d_ff=64, max_positions=64, dropout=0.0, attn_dropout=0.0)
+
+
+# ----------------------------------------------------------------------------- Debian translation indexes
+# A few entries in the exact published format, written by ``write_lists`` (the Debian corpus
+# tests, and the bad-input table's ``corpus debian-descriptions`` row).
+
+HAVE_LZ4 = bool(shutil.which("lz4")) and Path(APT_HELPER).is_file()
+PREFIX = "deb.example.org_debian_dists_stable_main_i18n_Translation-"
+
+
+def md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def entry(package: str, md5_: str, lang: str, synopsis: str, body: str = "") -> str:
+    """One index entry; ``body`` lines are indented by one space as apt stores them."""
+    long = "".join(f" {line}\n" for line in body.splitlines())
+    return f"Package: {package}\nDescription-md5: {md5_}\nDescription-{lang}: {synopsis}\n{long}\n"
+
+
+A, B, SHORT, EMPTY, LONG, DE_ONLY = (md5(x) for x in ("A", "B", "short", "empty", "long", "de-only"))
+A_EN = "Real-time strategy game of ancient warfare\n0 A.D. is a free, open-source, cross-platform\nreal-time strategy game.\n.\nThis package contains   the data files.\n   * maps\n   * sounds"
+A_DE = "Echtzeit-Strategiespiel über antike Kriegsführung\n0 A.D. ist ein freies, quelloffenes\nEchtzeit-Strategiespiel.\n.\nDieses Paket enthält die Datendateien."
+A_FR = "Jeu de stratégie en temps réel\n0 A.D. est un jeu libre et multiplateforme.\n.\nCe paquet contient les données."
+A_ZH = "即时战略游戏\n0 A.D. 是一个免费、开源、跨平台的即时战略游戏。"
+B_EN = "Tools for managing packages\nThese tools help to manage Debian packages\nand their dependencies."
+B_DE = "Werkzeuge zur Paketverwaltung\nDiese Werkzeuge helfen bei der Verwaltung von Debian-Paketen."
+GEN = [md5(f"gen{i}") for i in range(300)]
+
+
+def _en_text() -> str:
+    parts = [
+        entry("0ad-data", A, "en", *A_EN.split("\n", 1)),
+        entry("apt-tools", B, "en", *B_EN.split("\n", 1)),
+        entry("0ad-data-common", A, "en", *A_EN.split("\n", 1)),  # same md5: one description, two packages
+        entry("tiny", SHORT, "en", "A tiny package", "Tiny stuff."),  # 2 words: dropped as short
+        entry("nolong", EMPTY, "en", "Only a synopsis"),  # no long description: dropped as empty
+        entry("huge", LONG, "en", "A very long one", " ".join(["word"] * 60)),  # dropped with max_words=50
+    ]
+    parts += [entry(f"gen{i:03d}", m, "en", f"generated package {i}", f"Generated description number {i} for testing.") for i, m in enumerate(GEN)]
+    return "".join(parts)
+
+
+def _de_text() -> str:
+    parts = [
+        entry("0ad-data", A, "de", *A_DE.split("\n", 1)),
+        entry("0ad-data-common", A, "de", *A_DE.split("\n", 1)),
+        entry("apt-tools", B, "de", *B_DE.split("\n", 1)),
+        entry("nur-deutsch", DE_ONLY, "de", "Nur deutsch", "Diese Beschreibung gibt es nur auf Deutsch."),
+    ]
+    parts += [entry(f"gen{i:03d}", m, "de", f"erzeugtes Paket {i}", f"Erzeugte Beschreibung Nummer {i} zum Testen.") for i, m in enumerate(GEN) if i % 2 == 0]
+    return "".join(parts)
+
+
+def write_lists(root: Path, en_lz4: bool = HAVE_LZ4) -> Path:
+    lists = root / "lists"
+    lists.mkdir(parents=True)
+    en = lists / f"{PREFIX}en"
+    en.write_text(_en_text(), encoding="utf-8")
+    if en_lz4:
+        subprocess.run(["lz4", "-q", "--rm", str(en), str(en) + ".lz4"], check=True)
+    # a second suite repeating B with the same text
+    (lists / "deb.example.org_debian-security_dists_stable-security_main_i18n_Translation-en").write_text(
+        entry("apt-tools", B, "en", *B_EN.split("\n", 1)), encoding="utf-8"
+    )
+    with gzip.open(lists / f"{PREFIX}de.gz", "wt", encoding="utf-8") as f:
+        f.write(_de_text())
+    with lzma.open(lists / f"{PREFIX}fr.xz", "wt", encoding="utf-8") as f:
+        f.write(entry("0ad-data", A, "fr", *A_FR.split("\n", 1)))
+    (lists / f"{PREFIX}zh%5fCN").write_text(entry("0ad-data", A, "zh_CN", *A_ZH.split("\n", 1)), encoding="utf-8")
+    (lists / "deb.example.org_debian_dists_stable_main_binary-amd64_Packages").write_text("Package: x\n\n")
+    return lists
+
+
+# ----------------------------------------------------------------------------- sentence encoders
+# Stand-ins for a trained model in ``xling mine --model`` / ``xling evaluate mining``.
+
+
+class FakeEncoder:
+    """Stands in for xling.embeddings.SentenceEncoder: a vector per text from its number."""
+
+    dim = 8
+
+    @classmethod
+    def from_pretrained(cls, model_dir):
+        return cls()
+
+    def check_lang(self, lang):
+        if lang not in ("de", "en"):
+            raise XlingError(f"unknown language {lang!r}")
+
+    def encode(self, texts, lang, batch_size=64, normalize=True, truncation=None):
+        self.check_lang(lang)
+        out = np.stack([np.random.default_rng(int(t.split()[-1])).normal(size=self.dim) for t in texts]).astype(np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True) if normalize else out
