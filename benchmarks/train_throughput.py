@@ -85,6 +85,24 @@ def _model(args: argparse.Namespace) -> tuple[EncoderConfig, TransformerEncoder]
     return cfg, TransformerEncoder(cfg)
 
 
+def _figures(name: str, model, flops_tok: float, tokens: int, times: list, peaks: list, loss: float) -> dict:
+    """Throughput and MFU of timed steps; the MFU of each step is against the mean of the matmul
+    peaks measured just before and after it."""
+    mfus = [flops_tok * tokens / t / 1e9 / ((p0 + p1) / 2) for t, p0, p1 in zip(times, peaks, peaks[1:])]
+    return {
+        "dtype": name,
+        "params": model.num_parameters(),
+        "tok_s": tokens * len(times) / sum(times),
+        "step_s": statistics.median(times),
+        "gflops": flops_tok * tokens * len(times) / sum(times) / 1e9,
+        "peak": statistics.median(peaks),
+        "mfu": statistics.median(mfus),
+        "mfu_min": min(mfus),
+        "mfu_max": max(mfus),
+        "loss": loss,
+    }
+
+
 def measure(args: argparse.Namespace, dtype_name: str) -> dict:
     """Warm up, then time ``args.steps`` steps with a matmul peak before and after each."""
     dtype = DTYPES[dtype_name]
@@ -104,20 +122,7 @@ def measure(args: argparse.Namespace, dtype_name: str) -> dict:
         losses.append(step_fn(model, opt, b, dtype))
         times.append(time.perf_counter() - t0)
         peaks.append(matmul_peak(dtype, repeats=args.peak_repeats))
-    # MFU of each step against the mean of the peaks measured just before and after it
-    mfus = [flops_tok * tokens / t / 1e9 / ((p0 + p1) / 2) for t, p0, p1 in zip(times, peaks, peaks[1:])]
-    return {
-        "dtype": dtype_name,
-        "params": model.num_parameters(),
-        "tok_s": tokens * len(times) / sum(times),
-        "step_s": statistics.median(times),
-        "gflops": flops_tok * tokens * len(times) / sum(times) / 1e9,
-        "peak": statistics.median(peaks),
-        "mfu": statistics.median(mfus),
-        "mfu_min": min(mfus),
-        "mfu_max": max(mfus),
-        "loss": losses[-1],
-    }
+    return _figures(dtype_name, model, flops_tok, tokens, times, peaks, losses[-1])
 
 
 class _TimedBatches:
@@ -170,19 +175,7 @@ def measure_trainer(args: argparse.Namespace, dtype_name: str) -> dict:
     tokens = args.batch * args.seq_len
     times = [source.start[k + 1] - source.end[k] for k in range(args.warmup, args.warmup + args.steps)]
     peaks = source.peaks
-    mfus = [flops_tok * tokens / t / 1e9 / ((p0 + p1) / 2) for t, p0, p1 in zip(times, peaks, peaks[1:])]
-    return {
-        "dtype": f"{dtype_name} (Trainer)",
-        "params": model.num_parameters(),
-        "tok_s": tokens * len(times) / sum(times),
-        "step_s": statistics.median(times),
-        "gflops": flops_tok * tokens * len(times) / sum(times) / 1e9,
-        "peak": statistics.median(peaks),
-        "mfu": statistics.median(mfus),
-        "mfu_min": min(mfus),
-        "mfu_max": max(mfus),
-        "loss": summary["final_loss"],
-    }
+    return _figures(f"{dtype_name} (Trainer)", model, flops_tok, tokens, times, peaks, summary["final_loss"])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -247,7 +247,8 @@ def cases(row: Row) -> list[Case]:
                         dir_for_file if kind == "file" else file_for_dir))
     if row.sets:
         for value in ("trainer.lr=[1,", "trainer.lr=\tx: y", "trainer.lr=!!python/object/apply:os.system [ls]",
-                      "trainer.lr=nan", "trainer.lr=-inf", "trainer.max_steps=0.5", "nosuchsection.x=1", "=3"):
+                      "trainer.lr=nan", "trainer.lr=-inf", "trainer.max_steps=0.5", "nosuchsection.x=1", "=3",
+                      "masking.p_mask=0.95"):
             out.append(Case(f"--set {value!r}", "error", lambda o, w, i, d, v=value: o.update({"--set": v})))
     if row.device:
         out.append(Case("--device banana", "error", _set({}, "--device", "banana")))

@@ -124,31 +124,29 @@ def test_logged_averages_equal_the_float_based_ones(tmp_path, monkeypatch):
         assert line["tokens_seen"] == tokens_seen == 4 * accum * line["step"]
 
 
-def test_divergence_is_caught_at_log_time_and_names_its_step(tmp_path):
+def _poisoned(step: int, value: float):
+    """tensor_loss, with the loss multiplied by ``value`` (nan / inf) at micro-batch ``step``."""
     calls = []
 
-    def nan_in_step_2(model, batch):
+    def loss_fn(model, batch):
         calls.append(1)
         loss, stats = tensor_loss(model, batch)
-        return (loss * float("nan") if len(calls) == 2 else loss), stats
+        return (loss * value if len(calls) == step else loss), stats
 
+    return loss_fn
+
+
+def test_divergence_is_caught_at_log_time_and_names_its_step(tmp_path):
     with pytest.raises(XlingError, match=r"^loss is nan at step 2\b.*training diverged") as e:
-        Trainer(ToyModel(seed=0), nan_in_step_2, ToyBatches(seed=3), config(log_every=4),
+        Trainer(ToyModel(seed=0), _poisoned(2, float("nan")), ToyBatches(seed=3), config(log_every=4),
                 tmp_path).train()
     assert "\n" not in str(e.value)
     assert not (tmp_path / "checkpoints").exists()  # the diverged weights were never saved
 
 
 def test_divergence_is_checked_before_a_checkpoint_between_logs(tmp_path):
-    calls = []
-
-    def inf_in_step_3(model, batch):
-        calls.append(1)
-        loss, stats = tensor_loss(model, batch)
-        return (loss * float("inf") if len(calls) == 3 else loss), stats
-
     with pytest.raises(XlingError, match=r"^loss is inf at step 3\b"):
-        Trainer(ToyModel(seed=0), inf_in_step_3, ToyBatches(seed=3), config(log_every=8, save_every=4),
+        Trainer(ToyModel(seed=0), _poisoned(3, float("inf")), ToyBatches(seed=3), config(log_every=8, save_every=4),
                 tmp_path).train()
     assert not (tmp_path / "checkpoints" / "step_00000004").exists()
 
