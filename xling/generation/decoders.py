@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from xling.data.masking import pad_batch
@@ -69,7 +70,11 @@ class Seq2SeqStepDecoder:
         self.model = model
         self.device = _device(model)
         self.tgt_lang = tgt_lang
-        rows = [with_bos_eos(x, bos_id, eos_id) for x in src]
+        if c.source_bos:  # <s> x </s>, as xling trains
+            rows = [with_bos_eos(x, bos_id, eos_id) for x in src]
+        else:  # x </s> (fairseq's translation layout)
+            rows = [np.concatenate([np.asarray(x, dtype=np.int64), [eos_id]]).astype(np.int64) for x in src]
+        self.start_id = eos_id if c.decoder_start == "eos" else None  # replaces the BOS search feeds first
         longest = max(len(r) for r in rows)
         if longest > c.max_positions:
             raise XlingError(f"seq2seq decoding: a source of {longest} tokens (with <s> </s>) exceeds "
@@ -86,6 +91,8 @@ class Seq2SeqStepDecoder:
     def step(self, prev: torch.Tensor) -> torch.Tensor:
         """prev (N,) last tokens (BOS at step 0) -> log-probs (N, V) float32."""
         tok = prev.to(self.device, torch.long).view(-1, 1)  # (N, 1)
+        if self.t == 0 and self.start_id is not None:
+            tok = torch.full_like(tok, self.start_id)
         with torch.inference_mode():
             h = self.model.decode(tok, self.memory, self.mem_pad, langs=torch.full_like(tok, self.tgt_lang),
                                   positions=torch.full_like(tok, self.t), cache=self.cache)  # (N, 1, D)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 from xling.errors import XlingError
 
 ACTIVATIONS = ("gelu", "relu")
+POSITIONS = ("learned", "sinusoidal")
+DECODER_STARTS = ("bos", "eos")  # sinusoidal: fairseq's table, [sin | cos] halves
 
 
 @dataclass
@@ -29,6 +31,12 @@ class EncoderConfig:
     pad_id: int = 0  # padding token id (keys equal to it are never attended)
     layer_norm_eps: float = 1e-5  # epsilon of every LayerNorm
     init_std: float = 0.02  # std of the normal initialisation of weights and embeddings
+    positions: str = "learned"  # position embeddings: "learned" (a table) or "sinusoidal" (fixed, fairseq's layout)
+    position_offset: int = 0  # position of token i is offset + i (fairseq: padding_idx + 1 = 2); table rows = max + offset
+    embed_scale: bool = False  # token embeddings multiplied by sqrt(d_model) (fairseq's default; XLM: no)
+    emb_norm: bool = True  # LayerNorm over the summed embeddings (XLM, fairseq's layernorm_embedding)
+    lm_transform: bool = True  # LM head: dense + gelu + LayerNorm before the projection (BERT/XLM-R); False: plain
+    lm_bias: bool = True  # the LM head's projection has a bias (fairseq's output projection has none)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_langs", "d_model", "n_layers", "n_heads", "d_ff", "max_positions"):
@@ -51,6 +59,10 @@ class EncoderConfig:
             raise XlingError(f"model config pad_id: {self.pad_id} outside the vocabulary (size {self.vocab_size})")
         if self.layer_norm_eps <= 0 or self.init_std <= 0:
             raise XlingError("model config layer_norm_eps/init_std: must be positive")
+        if self.positions not in POSITIONS:
+            raise XlingError(f"model config positions: {self.positions!r} is not one of {', '.join(POSITIONS)}")
+        if not isinstance(self.position_offset, int) or self.position_offset < 0:
+            raise XlingError(f"model config position_offset: must be an integer >= 0, got {self.position_offset!r}")
 
     @property
     def head_dim(self) -> int:
@@ -65,9 +77,14 @@ class Seq2SeqConfig(EncoderConfig):
     decoder depth."""
 
     n_dec_layers: int = 6  # number of decoder layers (self-attention + cross-attention + feed-forward)
+    source_bos: bool = True  # sources are <s> x </s> (xling, MASS); False: x </s> (fairseq's translation task)
+    decoder_start: str = "bos"  # the first decoder input: "bos" (<s>, xling) or "eos" (</s>, fairseq)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.decoder_start not in DECODER_STARTS:
+            raise XlingError(f"model config decoder_start: {self.decoder_start!r} is not one of "
+                             f"{', '.join(DECODER_STARTS)}")
         value = self.n_dec_layers
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise XlingError(f"model config n_dec_layers: must be a positive integer, got {value!r}")

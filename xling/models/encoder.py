@@ -82,6 +82,23 @@ def init_weights(module: nn.Module, layers: nn.ModuleList, std: float) -> None:
         nn.init.normal_(proj.weight, std=std / math.sqrt(len(projs)))
 
 
+def sinusoidal_table(n: int, dim: int, zero_row: int | None = None) -> torch.Tensor:
+    """(n, dim) fixed position embeddings in fairseq's layout: row p is ``[sin(p w), cos(p w)]``
+    with ``w_i = exp(-i log(10000) / (dim/2 - 1))`` (the two halves side by side, not
+    interleaved as in XLM); an odd ``dim`` gets a zero last column, and ``zero_row`` (fairseq's
+    padding position, just below the first real one) is zero."""
+    half = dim // 2
+    step = math.log(10000) / (half - 1) if half > 1 else 0.0
+    freqs = torch.exp(torch.arange(half, dtype=torch.float) * -step)  # (half,)
+    angles = torch.arange(n, dtype=torch.float)[:, None] * freqs[None, :]  # (n, half)
+    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)  # (n, 2 half)
+    if dim % 2:
+        table = torch.cat([table, torch.zeros(n, 1)], dim=1)
+    if zero_row is not None:
+        table[zero_row] = 0.0
+    return table
+
+
 def layer_flops(c: EncoderConfig, n_keys: int) -> float:
     """Forward FLOPs per query token of one self-attention + feed-forward layer:
     QKV and output projections, feed-forward, scores and weighted sum over ``n_keys``."""
@@ -90,7 +107,7 @@ def layer_flops(c: EncoderConfig, n_keys: int) -> float:
 
 def head_flops(c: EncoderConfig) -> float:
     """Forward FLOPs of the LM head (transform + vocabulary projection) per predicted token."""
-    return 2 * (c.d_model * c.d_model + c.d_model * c.vocab_size)
+    return 2 * ((c.d_model * c.d_model if c.lm_transform else 0) + c.d_model * c.vocab_size)
 
 
 class TransformerEncoder(nn.Module):
@@ -102,9 +119,13 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         self.config = c = config
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
-        self.pos_emb = nn.Embedding(c.max_positions, c.d_model)
+        n_pos = c.max_positions + c.position_offset  # rows of the position table
+        self.pos_emb = nn.Embedding(n_pos, c.d_model) if c.positions == "learned" else None
+        if c.positions == "sinusoidal":  # fixed: not a parameter, not saved
+            zero = c.position_offset - 1 if c.position_offset else None
+            self.register_buffer("pos_table", sinusoidal_table(n_pos, c.d_model, zero), persistent=False)
         self.lang_emb = nn.Embedding(c.n_langs, c.d_model) if c.use_lang_embeddings else None
-        self.emb_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.emb_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.emb_norm else None
         self.drop = nn.Dropout(c.dropout)
         self.layers = nn.ModuleList(
             TransformerLayer(
@@ -113,10 +134,10 @@ class TransformerEncoder(nn.Module):
             for _ in range(c.n_layers)
         )
         self.final_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.pre_norm else None
-        # LM head: dense + gelu + LayerNorm transform (BERT/XLM), then a projection to V.
-        self.lm_transform = nn.Linear(c.d_model, c.d_model)
-        self.lm_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
-        self.lm_head = nn.Linear(c.d_model, c.vocab_size)
+        # LM head: dense + gelu + LayerNorm transform (BERT/XLM-R; lm_transform), then a projection to V.
+        self.lm_transform = nn.Linear(c.d_model, c.d_model) if c.lm_transform else None
+        self.lm_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.lm_transform else None
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=c.lm_bias)
         init_weights(self, self.layers, c.init_std)
         if c.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
@@ -146,11 +167,16 @@ class TransformerEncoder(nn.Module):
             positions = torch.arange(past, past + T, device=tokens.device)[None, :]  # (1, T)
         else:
             _check_ids("position", positions, c.max_positions)
-        x = self.tok_emb(tokens) + self.pos_emb(positions)  # (B, T, D)
+        x = self.tok_emb(tokens)  # (B, T, D)
+        if c.embed_scale:
+            x = x * math.sqrt(c.d_model)
+        if c.position_offset:
+            positions = positions + c.position_offset
+        x = x + (self.pos_emb(positions) if self.pos_emb is not None else self.pos_table[positions])
         if langs is not None and self.lang_emb is not None:
             _check_ids("language id", langs, c.n_langs)
             x = x + self.lang_emb(langs)
-        return self.drop(self.emb_norm(x))
+        return self.drop(self.emb_norm(x) if self.emb_norm is not None else x)
 
     def forward(
         self,
@@ -186,7 +212,9 @@ class TransformerEncoder(nn.Module):
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., D) hidden states -> (..., V) vocabulary logits (tied to token embeddings)."""
-        return self.lm_head(self.lm_norm(F.gelu(self.lm_transform(hidden))))
+        if self.lm_transform is not None:
+            hidden = self.lm_norm(F.gelu(self.lm_transform(hidden)))
+        return self.lm_head(hidden)
 
     def num_parameters(self) -> int:
         """Number of distinct parameters (tied weights counted once)."""
