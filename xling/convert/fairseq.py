@@ -1,0 +1,203 @@
+"""fairseq ``transformer`` translation checkpoints -> an xling encoder-decoder directory.
+
+    xling convert fairseq --input checkpoint_best.pt --dict dict.en.txt --spm spm.model --out DIR
+                          [--langs en,fr]
+
+Read without fairseq (a ``weights_only`` pickle, :mod:`xling.convert.pickles`). The model
+becomes a :class:`~xling.models.seq2seq.TransformerSeq2Seq` configured like the checkpoint
+(post- or pre-norm, sinusoidal positions in fairseq's layout with its padding offset, sqrt(d)
+embedding scaling, ReLU / GELU, a plain tied output projection without bias, sources ``x </s>``,
+decoding from ``</s>``); its vocabulary is the SentencePiece model rewritten with xling's
+special ids (:mod:`xling.convert.spm_vocab`). Supported now: one dictionary shared by both sides
+and all embeddings shared (``--share-all-embeddings``); refused, naming the reason: separate
+source/target dictionaries or embeddings, learned positions or ``layernorm_embedding`` whose
+encoder and decoder tables differ, adaptive softmax, cross-self-attention, layer-wise
+attention, different encoder/decoder widths, checkpoints older than fairseq's layout version 2.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xling.errors import XlingError
+
+SUPPORTED_ARCHS = ("transformer", "transformer_iwslt_de_en", "transformer_wmt_en_de", "transformer_vaswani_wmt_en_de_big",
+                   "transformer_vaswani_wmt_en_fr_big", "transformer_wmt_en_de_big", "transformer_wmt_en_de_big_t2t")
+BASE = dict(encoder_embed_dim=512, encoder_ffn_embed_dim=2048, encoder_layers=6, encoder_attention_heads=8,
+            encoder_normalize_before=False, encoder_learned_pos=False, decoder_learned_pos=False,
+            decoder_normalize_before=False, activation_fn="relu", dropout=0.1, attention_dropout=0.0,
+            no_scale_embedding=False, layernorm_embedding=False, share_all_embeddings=False,
+            share_decoder_input_output_embed=False, max_source_positions=1024, max_target_positions=1024,
+            adaptive_softmax_cutoff=None, cross_self_attention=False, layer_wise_attention=False,
+            no_token_positional_embeddings=False)
+ARCH_DEFAULTS = {  # what fairseq's architecture functions set before base_architecture
+    "transformer_iwslt_de_en": dict(encoder_embed_dim=512, encoder_ffn_embed_dim=1024, encoder_attention_heads=4,
+                                    encoder_layers=6, decoder_ffn_embed_dim=1024, decoder_attention_heads=4),
+    "transformer_vaswani_wmt_en_de_big": dict(encoder_embed_dim=1024, encoder_ffn_embed_dim=4096,
+                                              encoder_attention_heads=16, dropout=0.3, decoder_ffn_embed_dim=4096,
+                                              decoder_attention_heads=16),
+}
+ARCH_DEFAULTS["transformer_vaswani_wmt_en_fr_big"] = {**ARCH_DEFAULTS["transformer_vaswani_wmt_en_de_big"], "dropout": 0.1}
+ARCH_DEFAULTS["transformer_wmt_en_de_big"] = {**ARCH_DEFAULTS["transformer_vaswani_wmt_en_de_big"],
+                                              "attention_dropout": 0.1}
+ARCH_DEFAULTS["transformer_wmt_en_de_big_t2t"] = {**ARCH_DEFAULTS["transformer_wmt_en_de_big"],
+                                                  "encoder_normalize_before": True, "decoder_normalize_before": True,
+                                                  "activation_dropout": 0.1}
+
+
+def model_args(ckpt: dict, where: str) -> dict[str, Any]:
+    """The model's hyper-parameters: ``args`` (a Namespace, older files) or ``cfg["model"]``,
+    completed with the architecture's defaults (what fairseq's registry would fill in)."""
+    args = ckpt.get("args")
+    if args is not None:
+        a = dict(vars(args)) if not isinstance(args, dict) else dict(args)
+    elif isinstance(ckpt.get("cfg"), dict) and isinstance(ckpt["cfg"].get("model"), (dict,)) :
+        a = dict(ckpt["cfg"]["model"])
+    else:
+        cfg_model = getattr(ckpt.get("cfg"), "get", lambda k: None)("model")
+        if cfg_model is None:
+            raise XlingError(f"{where}: no 'args' or 'cfg' with the model's settings (not a fairseq checkpoint?)")
+        a = dict(cfg_model)
+    arch = a.get("arch") or a.get("_name")
+    if arch not in SUPPORTED_ARCHS:
+        raise XlingError(f"{where}: architecture {arch!r} is not supported; supported: {', '.join(SUPPORTED_ARCHS)}")
+    out = {**BASE, **ARCH_DEFAULTS.get(arch, {})}
+    out.update({k: v for k, v in a.items() if v is not None or k == "adaptive_softmax_cutoff"})
+    for side in ("ffn_embed_dim", "attention_heads", "embed_dim", "layers"):
+        out.setdefault(f"decoder_{side}", out[f"encoder_{side}"])
+    out["arch"] = arch
+    return out
+
+
+def _refuse(where: str, why: str) -> XlingError:
+    return XlingError(f"{where}: cannot be expressed as an xling encoder-decoder: {why}")
+
+
+def check_expressible(a: dict[str, Any], state: dict[str, torch.Tensor], where: str) -> None:
+    """Refuse, with the reason, what xling's seq2seq cannot express."""
+    if a.get("adaptive_softmax_cutoff"):
+        raise _refuse(where, "adaptive softmax")
+    for flag in ("cross_self_attention", "layer_wise_attention", "no_token_positional_embeddings"):
+        if a.get(flag):
+            raise _refuse(where, flag.replace("_", "-"))
+    for side in ("embed_dim", "ffn_embed_dim", "attention_heads"):
+        if a[f"encoder_{side}"] != a[f"decoder_{side}"]:
+            raise _refuse(where, f"encoder and decoder differ in {side} ({a[f'encoder_{side}']} vs {a[f'decoder_{side}']})")
+    if a["encoder_normalize_before"] != a["decoder_normalize_before"]:
+        raise _refuse(where, "pre-norm on one side only")
+    if not a.get("share_all_embeddings"):
+        raise _refuse(where, "separate source and target embeddings (xling shares one dictionary; "
+                      "convert a model trained with --share-all-embeddings)")
+    for name in ("embed_positions.weight", "layernorm_embedding.weight", "layernorm_embedding.bias"):
+        enc, dec = state.get(f"encoder.{name}"), state.get(f"decoder.{name}")
+        if (enc is None) != (dec is None) or (enc is not None and not torch.equal(enc, dec)):
+            raise _refuse(where, f"encoder and decoder {name.split('.')[0]} differ (xling shares them)")
+    for side in ("encoder", "decoder"):
+        version = state.get(f"{side}.version")
+        if version is None or float(version.flatten()[0]) < 2:
+            raise _refuse(where, f"{side}.version < 2 (an older fairseq layout; load and save it with fairseq 0.12)")
+
+
+def xling_config(a: dict[str, Any], vocab_size: int, n_langs: int, padding_idx: int):
+    """The Seq2SeqConfig reproducing fairseq's computation."""
+    from xling.models.config import Seq2SeqConfig
+
+    act = a.get("activation_fn", "relu")
+    if act not in ("relu", "gelu"):
+        raise XlingError(f"activation_fn {act!r}: xling has relu and gelu")
+    learned = bool(a["encoder_learned_pos"])
+    return Seq2SeqConfig(
+        vocab_size=vocab_size, n_langs=n_langs, d_model=a["encoder_embed_dim"], n_layers=a["encoder_layers"],
+        n_dec_layers=a["decoder_layers"], n_heads=a["encoder_attention_heads"], d_ff=a["encoder_ffn_embed_dim"],
+        max_positions=max(a["max_source_positions"], a["max_target_positions"]),
+        dropout=float(a.get("dropout", 0.1)), attn_dropout=float(a.get("attention_dropout", 0.0)), activation=act,
+        pre_norm=bool(a["encoder_normalize_before"]), use_lang_embeddings=False, tie_embeddings=True,
+        layer_norm_eps=1e-5, positions="learned" if learned else "sinusoidal", position_offset=padding_idx + 1,
+        embed_scale=not a.get("no_scale_embedding", False), emb_norm=bool(a.get("layernorm_embedding")),
+        lm_transform=False, lm_bias=True, source_bos=False, decoder_start="eos")
+
+
+def _attn(state: dict, src: str, dst: str, cross: bool) -> dict[str, torch.Tensor]:
+    q, k, v = (state[f"{src}.{n}_proj.weight"] for n in "qkv")
+    qb, kb, vb = (state[f"{src}.{n}_proj.bias"] for n in "qkv")
+    out = {f"{dst}.out_proj.weight": state[f"{src}.out_proj.weight"], f"{dst}.out_proj.bias": state[f"{src}.out_proj.bias"]}
+    if cross:
+        out.update({f"{dst}.q_proj.weight": q, f"{dst}.q_proj.bias": qb,
+                    f"{dst}.kv_proj.weight": torch.cat([k, v]), f"{dst}.kv_proj.bias": torch.cat([kb, vb])})
+    else:
+        out.update({f"{dst}.qkv_proj.weight": torch.cat([q, k, v]), f"{dst}.qkv_proj.bias": torch.cat([qb, kb, vb])})
+    return out
+
+
+def _norm(state: dict, src: str, dst: str) -> dict[str, torch.Tensor]:
+    return {f"{dst}.weight": state[f"{src}.weight"], f"{dst}.bias": state[f"{src}.bias"]}
+
+
+def xling_state(state: dict[str, torch.Tensor], a: dict[str, Any], rows: list[int], absent: list[int]
+                ) -> dict[str, torch.Tensor]:
+    """fairseq parameter names and layouts -> TransformerSeq2Seq's (embedding rows reordered to
+    the xling vocabulary; ids the fairseq model cannot emit get an output bias of -1e4)."""
+    idx = torch.tensor(rows)
+    emb = state["encoder.embed_tokens.weight"][idx].float()
+    bias = torch.zeros(len(rows))
+    bias[torch.tensor(absent, dtype=torch.long)] = -1e4  # never predicted, as in fairseq (mass exp(-1e4) = 0)
+    out = {"encoder.tok_emb.weight": emb, "encoder.lm_head.weight": emb, "encoder.lm_head.bias": bias}
+    if a["encoder_learned_pos"]:
+        out["encoder.pos_emb.weight"] = state["encoder.embed_positions.weight"]
+    if a.get("layernorm_embedding"):
+        out.update(_norm(state, "encoder.layernorm_embedding", "encoder.emb_norm"))
+    for side, n, dst in (("encoder", a["encoder_layers"], "encoder.layers"), ("decoder", a["decoder_layers"], "dec_layers")):
+        for i in range(n):
+            s, d = f"{side}.layers.{i}", f"{dst}.{i}"
+            out.update(_attn(state, f"{s}.self_attn", f"{d}.self_attn", cross=False))
+            out.update(_norm(state, f"{s}.self_attn_layer_norm", f"{d}.norm_attn"))
+            if side == "decoder":
+                out.update(_attn(state, f"{s}.encoder_attn", f"{d}.cross_attn", cross=True))
+                out.update(_norm(state, f"{s}.encoder_attn_layer_norm", f"{d}.norm_cross"))
+            for fc in ("fc1", "fc2"):
+                out[f"{d}.ff.{fc}.weight"], out[f"{d}.ff.{fc}.bias"] = state[f"{s}.{fc}.weight"], state[f"{s}.{fc}.bias"]
+            out.update(_norm(state, f"{s}.final_layer_norm", f"{d}.norm_ff"))
+    if a["encoder_normalize_before"]:
+        out.update(_norm(state, "encoder.layer_norm", "encoder.final_norm"))
+        out.update(_norm(state, "decoder.layer_norm", "dec_final_norm"))
+    return {k: v.float().contiguous() for k, v in out.items()}
+
+
+def convert(checkpoint: str | Path, dictionary: str | Path, spm: str | Path, out: str | Path,
+            langs: list[str] | None = None) -> Path:
+    """Convert and save; returns the model directory (``xling translate --model`` decodes it)."""
+    from xling.convert.fairseq_dict import FairseqDict
+    from xling.convert.pickles import load_checkpoint_pickle
+    from xling.convert.spm_vocab import rebuild
+    from xling.models.seq2seq import TransformerSeq2Seq
+
+    where = str(checkpoint)
+    ckpt = load_checkpoint_pickle(checkpoint)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise XlingError(f"{where}: no 'model' state dict (not a fairseq checkpoint?)")
+    state = ckpt["model"]
+    a = model_args(ckpt, where)
+    check_expressible(a, state, where)
+    fdict = FairseqDict.load(dictionary)
+    n_rows = state["encoder.embed_tokens.weight"].shape[0]
+    if len(fdict) != n_rows:
+        raise XlingError(f"{dictionary}: {len(fdict)} symbols (with the 4 specials) but the checkpoint's embedding "
+                         f"has {n_rows} rows: not this model's dictionary")
+    if not Path(spm).is_file():
+        raise XlingError(f"{spm}: no such SentencePiece model")
+    specials = {"<s>": fdict.index("<s>"), "<pad>": fdict.index("<pad>"), "</s>": fdict.index("</s>"),
+                "<unk>": fdict.index("<unk>")}
+    mapping = rebuild(Path(spm).read_bytes(), list(fdict.symbols), specials, langs or ["xx"], where=str(spm))
+    cfg = xling_config(a, len(mapping.vocab), len(mapping.vocab.languages), specials["<pad>"])
+    model = TransformerSeq2Seq(cfg)
+    missing, unexpected = model.load_state_dict(xling_state(state, a, mapping.rows, mapping.absent), strict=False)
+    tied = {"encoder.lm_head.weight"}
+    if set(missing) - tied or unexpected:
+        raise XlingError(f"{where}: parameters do not fit: missing {sorted(set(missing) - tied)[:3]}, "
+                         f"unexpected {sorted(unexpected)[:3]}")
+    extra = {"converted": {"from": "fairseq", "checkpoint": Path(checkpoint).name, "arch": a["arch"]}}
+    return model.save_pretrained(out, vocab=mapping.vocab, extra=extra)
