@@ -120,3 +120,38 @@ class FakeEncoder:
         self.check_lang(lang)
         out = np.stack([np.random.default_rng(int(t.split()[-1])).normal(size=self.dim) for t in texts]).astype(np.float32)
         return out / np.linalg.norm(out, axis=1, keepdims=True) if normalize else out
+
+
+# ----------------------------------------------------------------------------- `xling convert`
+# No format is registered yet: tests register this probe (monkeypatch) to drive the command through
+# its shared parts: the FORMAT sub-command, --input read by the safe pickle loader, --out written whole.
+
+
+def probe_converter():
+    """A test-only ``xling convert probe --input CKPT.pt --out DIR``: the names and shapes of the
+    checkpoint's ``model`` tensors, written to DIR/tensors.json."""
+    from xling.convert.registry import Converter
+
+    def run(args) -> int:
+        from xling.convert.pickles import load_checkpoint_pickle
+        from xling.utils.io import atomic_dir, write_json_atomic
+
+        model = load_checkpoint_pickle(args.input).get("model")
+        if not isinstance(model, dict):
+            raise XlingError(f"{args.input}: no 'model' state dict")
+        with atomic_dir(args.out) as tmp:
+            write_json_atomic(tmp / "tensors.json", {k: list(v.shape) for k, v in model.items()})
+        return 0
+
+    return Converter(name="probe", help="test only: the tensor shapes of a fairseq-style checkpoint", run=run)
+
+
+def write_checkpoint(path: Path) -> Path:
+    """A fairseq-style checkpoint pickle: ``args`` (an argparse.Namespace) and a ``model`` state dict."""
+    import argparse
+
+    import torch
+
+    torch.save({"args": argparse.Namespace(arch="transformer", encoder_embed_dim=4),
+                "model": {"encoder.embed_tokens.weight": torch.zeros(8, 4)}, "extra_state": {}}, path)
+    return path

@@ -12,13 +12,19 @@ input, invalid UTF-8, a NUL byte, CRLF line endings (accepted: same result as LF
 character line (accepted), a malformed language code (``../evil``), a well-formed code the
 model or tool does not know, the wrong model kind, zero and negative sizes, NaN numbers,
 unwritable outputs (a directory where a file goes, a file where a directory goes, a file as
-parent), malformed ``--set`` values and ``--device``.
+parent), malformed ``--set`` values and ``--device``; for pickled checkpoints: not a checkpoint,
+truncated, and one whose unpickling would run ``os.system`` (refused, never run).
+
+``xling convert`` has one sub-command per format; none is registered yet, so the table registers
+a test-only ``probe`` format (tests/helpers.py) to cover the command's shared parts.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +34,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURE_DB, Workspace
-from helpers import write_lists
+from helpers import probe_converter, write_checkpoint, write_lists
 from xling.cli import build_parser, main
 
 TEXT = ["In the beginning God created the heaven and the earth.", "And the earth was without form, and void.",
@@ -40,7 +46,7 @@ LONG_LINE = "a " * 50_000  # 100,000 characters
 class Row:
     command: str  # "evaluate bleu"
     opts: Callable[[Workspace, Path, Path], dict]  # (workspace, inputs dir, output dir) -> {flag: value | None}
-    inputs: dict[str, str] = field(default_factory=dict)  # flag -> text | corpus | npy | yaml | db | dir
+    inputs: dict[str, str] = field(default_factory=dict)  # flag -> text | corpus | npy | yaml | db | dir | pickle
     langs: tuple[str, ...] = ()  # flags taking language codes
     unknown_lang: str = "sw"  # a well-formed code this command must refuse
     model: str | None = None  # flag taking a model directory
@@ -131,6 +137,8 @@ def _rows() -> list[Row]:
             inputs={"--src": "text", "--tgt": "text"}, langs=("--src-lang", "--tgt-lang"), model="--model",
             sizes=("--k", "--batch-size", "--chunk-size", "--nprobe"), floats=("--threshold",),
             out=("--out", "file")),
+        Row("convert probe", lambda w, i, o: {"--input": write_checkpoint(i / "checkpoint.pt"), "--out": o / "probe"},
+            inputs={"--input": "pickle"}, out=("--out", "dir")),
     ]
 
 
@@ -138,6 +146,25 @@ ROWS = _rows()
 WRONG_KIND = {"classify predict": "s2s", "evaluate xlm": "laser", "evaluate mining": "s2s",
               "evaluate classification": "s2s", "translate": "laser", "generate": "laser", "embed": "classifier",
               "mine": "xlm"}
+
+
+@pytest.fixture(autouse=True)
+def _probe_format(monkeypatch):
+    """``xling convert probe``, registered for this module's tests only."""
+    from xling.convert import registry
+
+    registry.converters()  # the real formats are imported first
+    monkeypatch.setitem(registry._CONVERTERS, "probe", probe_converter())
+
+
+class _Payload:
+    """Unpickled with plain pickle, it would run a shell command that creates ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
 
 
 @dataclass
@@ -179,6 +206,20 @@ def _input_cases(flag: str, kind: str, row: Row) -> list[Case]:
         return out + [Case("empty file", "error", put(b"")), Case("not a .npy file", "error", put(b"1 2 3\n"))]
     if kind == "db":
         return out + [Case("empty file", "error", put(b"")), Case("not a database", "error", put(b"garbage\n" * 50))]
+    if kind == "pickle":
+        def truncated(opts, w, i, o):
+            data = Path(opts[flag]).read_bytes()
+            (i / "truncated.pt").write_bytes(data[: len(data) // 2])
+            opts[flag] = i / "truncated.pt"
+
+        def payload(opts, w, i, o):  # run, it would leave a file in the output location
+            import torch
+
+            torch.save({"model": _Payload(o / "pwned")}, i / "payload.pt")
+            opts[flag] = i / "payload.pt"
+
+        return out + [Case("empty file", "error", put(b"")), Case("not a checkpoint", "error", put(b"1 2 3\n")),
+                      Case("truncated checkpoint", "error", truncated), Case("pickle calling os.system", "error", payload)]
     # text-like inputs: text files and YAML configs
     def edit(fn):
         def mutate(opts, w, i, o):
