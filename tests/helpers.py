@@ -155,3 +155,68 @@ def write_checkpoint(path: Path) -> Path:
     torch.save({"args": argparse.Namespace(arch="transformer", encoder_embed_dim=4),
                 "model": {"encoder.embed_tokens.weight": torch.zeros(8, 4)}, "extra_state": {}}, path)
     return path
+
+
+FAIRSEQ_TEXTS = ["In the beginning God created the heaven and the earth.", "And the earth was without form, and void.",
+                 "Au commencement, Dieu créa les cieux et la terre.", "La terre était informe et vide."] * 20
+
+
+def write_fairseq_model(d: Path, seed: int = 0, d_model: int = 16, layers: int = 2, ffn: int = 32, heads: int = 2,
+                        **args) -> dict[str, Path]:
+    """A random fairseq ``transformer`` translation model laid out as fairseq 0.12 writes it:
+    ``checkpoint.pt`` (``args`` Namespace, ``model`` state dict with fairseq's parameter names,
+    ``optimizer_history``, ``extra_state``), ``dict.txt`` (tokens of a SentencePiece model trained
+    the default way, madeupword padding) and ``spm.model``; all embeddings shared, post-norm,
+    sinusoidal positions unless ``args`` says otherwise. Its numerics are checked against real
+    fairseq in the side-venv parity tests; here it feeds format and bad-input tests."""
+    import argparse
+    import io
+
+    import sentencepiece as spm
+    import torch
+
+    from xling.convert.fairseq_dict import FairseqDict
+
+    d.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(FAIRSEQ_TEXTS), model_writer=buf, vocab_size=50,
+                                   character_coverage=1.0)
+    (d / "spm.model").write_bytes(buf.getvalue())
+    sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
+    fdict = FairseqDict.from_tokens([sp.id_to_piece(i) for i in range(3, sp.get_piece_size())], padding_factor=8)
+    fdict.save(d / "dict.txt")
+    a = dict(arch="transformer", encoder_embed_dim=d_model, encoder_ffn_embed_dim=ffn, encoder_layers=layers,
+             encoder_attention_heads=heads, decoder_embed_dim=d_model, decoder_ffn_embed_dim=ffn,
+             decoder_layers=layers, decoder_attention_heads=heads, share_all_embeddings=True,
+             share_decoder_input_output_embed=True, max_source_positions=64, max_target_positions=64, dropout=0.1)
+    a.update(args)
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g) * 0.2
+
+    state: dict = {"encoder.embed_tokens.weight": rnd(len(fdict), d_model)}
+    state["decoder.embed_tokens.weight"] = state["encoder.embed_tokens.weight"]
+    state["decoder.output_projection.weight"] = state["encoder.embed_tokens.weight"]
+    for side in ("encoder", "decoder"):
+        state[f"{side}.version"] = torch.tensor([3.0])
+        state[f"{side}.embed_positions._float_tensor"] = torch.tensor([])
+        for i in range(layers):
+            kinds = ("self_attn", "encoder_attn") if side == "decoder" else ("self_attn",)
+            for att in kinds:
+                for p in ("q", "k", "v", "out"):
+                    state[f"{side}.layers.{i}.{att}.{p}_proj.weight"] = rnd(d_model, d_model)
+                    state[f"{side}.layers.{i}.{att}.{p}_proj.bias"] = rnd(d_model)
+                state[f"{side}.layers.{i}.{att}_layer_norm.weight"] = 1 + rnd(d_model)
+                state[f"{side}.layers.{i}.{att}_layer_norm.bias"] = rnd(d_model)
+            state[f"{side}.layers.{i}.fc1.weight"], state[f"{side}.layers.{i}.fc1.bias"] = rnd(ffn, d_model), rnd(ffn)
+            state[f"{side}.layers.{i}.fc2.weight"], state[f"{side}.layers.{i}.fc2.bias"] = rnd(d_model, ffn), rnd(d_model)
+            state[f"{side}.layers.{i}.final_layer_norm.weight"] = 1 + rnd(d_model)
+            state[f"{side}.layers.{i}.final_layer_norm.bias"] = rnd(d_model)
+        if a.get("encoder_normalize_before"):
+            state[f"{side}.layer_norm.weight"], state[f"{side}.layer_norm.bias"] = 1 + rnd(d_model), rnd(d_model)
+    torch.save({"args": argparse.Namespace(**a), "model": state, "extra_state": {"epoch": 1},
+                "optimizer_history": [{"criterion_name": "LabelSmoothedCrossEntropyCriterion",
+                                       "optimizer_name": "Adam", "lr_scheduler_state": {}, "num_updates": 0}],
+                "last_optimizer_state": None}, d / "checkpoint.pt")
+    return {"checkpoint": d / "checkpoint.pt", "dict": d / "dict.txt", "spm": d / "spm.model"}

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURE_DB, Workspace
-from helpers import probe_converter, write_checkpoint, write_lists
+from helpers import probe_converter, write_checkpoint, write_fairseq_model, write_lists
 from xling.cli import build_parser, main
 
 TEXT = ["In the beginning God created the heaven and the earth.", "And the earth was without form, and void.",
@@ -47,6 +47,7 @@ class Row:
     command: str  # "evaluate bleu"
     opts: Callable[[Workspace, Path, Path], dict]  # (workspace, inputs dir, output dir) -> {flag: value | None}
     inputs: dict[str, str] = field(default_factory=dict)  # flag -> text | corpus | npy | yaml | db | dir | pickle
+    #   | dict (fairseq dict.txt) | file (a binary input of the format's own kind)
     langs: tuple[str, ...] = ()  # flags taking language codes
     unknown_lang: str = "sw"  # a well-formed code this command must refuse
     model: str | None = None  # flag taking a model directory
@@ -139,7 +140,15 @@ def _rows() -> list[Row]:
             out=("--out", "file")),
         Row("convert probe", lambda w, i, o: {"--input": write_checkpoint(i / "checkpoint.pt"), "--out": o / "probe"},
             inputs={"--input": "pickle"}, out=("--out", "dir")),
+        Row("convert fairseq", _fairseq_opts, inputs={"--input": "pickle", "--dict": "dict", "--spm": "file"},
+            langs=("--langs",), unknown_lang="", out=("--out", "dir")),
     ]
+
+
+def _fairseq_opts(w, i, o) -> dict:
+    files = write_fairseq_model(i / "fairseq")
+    return {"--input": files["checkpoint"], "--dict": files["dict"], "--spm": files["spm"], "--langs": "en,fr",
+            "--out": o / "converted"}
 
 
 ROWS = _rows()
@@ -206,6 +215,12 @@ def _input_cases(flag: str, kind: str, row: Row) -> list[Case]:
         return out + [Case("empty file", "error", put(b"")), Case("not a .npy file", "error", put(b"1 2 3\n"))]
     if kind == "db":
         return out + [Case("empty file", "error", put(b"")), Case("not a database", "error", put(b"garbage\n" * 50))]
+    if kind == "file":  # a binary input of the format's own kind (e.g. a SentencePiece model)
+        return out + [Case("empty file", "error", put(b"")), Case("not the expected format", "error", put(b"\x00x" * 40))]
+    if kind == "dict":  # a fairseq dict.txt
+        return out + [Case("empty file", "error", put(b"")), Case("invalid UTF-8", "error", put(b"caf\xe9 3\n")),
+                      Case("NUL byte", "error", put(b"a\0b 3\n")), Case("malformed line", "error", put(b"a 3\nb\n")),
+                      Case("a dictionary of another size", "error", put(b"a 3\nb 2\n"))]
     if kind == "pickle":
         def truncated(opts, w, i, o):
             data = Path(opts[flag]).read_bytes()

@@ -3,5 +3,7 @@
 Shared pieces: :mod:`xling.convert.pickles` (safe loading of ``.pt`` / ``.pth`` pickles),
 :mod:`xling.convert.fairseq_dict` (fairseq ``dict.txt``), :mod:`xling.convert.registry`
 (the formats). Each format is one module that registers its converter at import; a new format
-is one module and one import line here (none yet).
+is one module and one import line here.
 """
+
+from xling.convert import fairseq  # noqa: F401  (registration)

@@ -17,12 +17,10 @@ attention, different encoder/decoder widths, checkpoints older than fairseq's la
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from xling.convert.registry import Converter, register_converter
 from xling.errors import XlingError
 
 SUPPORTED_ARCHS = ("transformer", "transformer_iwslt_de_en", "transformer_wmt_en_de", "transformer_vaswani_wmt_en_de_big",
@@ -77,8 +75,10 @@ def _refuse(where: str, why: str) -> XlingError:
     return XlingError(f"{where}: cannot be expressed as an xling encoder-decoder: {why}")
 
 
-def check_expressible(a: dict[str, Any], state: dict[str, torch.Tensor], where: str) -> None:
+def check_expressible(a: dict[str, Any], state: dict, where: str) -> None:
     """Refuse, with the reason, what xling's seq2seq cannot express."""
+    import torch
+
     if a.get("adaptive_softmax_cutoff"):
         raise _refuse(where, "adaptive softmax")
     for flag in ("cross_self_attention", "layer_wise_attention", "no_token_positional_embeddings"):
@@ -121,7 +121,9 @@ def xling_config(a: dict[str, Any], vocab_size: int, n_langs: int, padding_idx: 
         lm_transform=False, lm_bias=True, source_bos=False, decoder_start="eos")
 
 
-def _attn(state: dict, src: str, dst: str, cross: bool) -> dict[str, torch.Tensor]:
+def _attn(state: dict, src: str, dst: str, cross: bool) -> dict:
+    import torch
+
     q, k, v = (state[f"{src}.{n}_proj.weight"] for n in "qkv")
     qb, kb, vb = (state[f"{src}.{n}_proj.bias"] for n in "qkv")
     out = {f"{dst}.out_proj.weight": state[f"{src}.out_proj.weight"], f"{dst}.out_proj.bias": state[f"{src}.out_proj.bias"]}
@@ -133,14 +135,15 @@ def _attn(state: dict, src: str, dst: str, cross: bool) -> dict[str, torch.Tenso
     return out
 
 
-def _norm(state: dict, src: str, dst: str) -> dict[str, torch.Tensor]:
+def _norm(state: dict, src: str, dst: str) -> dict:
     return {f"{dst}.weight": state[f"{src}.weight"], f"{dst}.bias": state[f"{src}.bias"]}
 
 
-def xling_state(state: dict[str, torch.Tensor], a: dict[str, Any], rows: list[int], absent: list[int]
-                ) -> dict[str, torch.Tensor]:
+def xling_state(state: dict, a: dict[str, Any], rows: list[int], absent: list[int]) -> dict:
     """fairseq parameter names and layouts -> TransformerSeq2Seq's (embedding rows reordered to
     the xling vocabulary; ids the fairseq model cannot emit get an output bias of -1e4)."""
+    import torch
+
     idx = torch.tensor(rows)
     emb = state["encoder.embed_tokens.weight"][idx].float()
     bias = torch.zeros(len(rows))
@@ -201,3 +204,24 @@ def convert(checkpoint: str | Path, dictionary: str | Path, spm: str | Path, out
                          f"unexpected {sorted(unexpected)[:3]}")
     extra = {"converted": {"from": "fairseq", "checkpoint": Path(checkpoint).name, "arch": a["arch"]}}
     return model.save_pretrained(out, vocab=mapping.vocab, extra=extra)
+
+
+def _add_arguments(p) -> None:
+    from xling.commands import args as A
+
+    p.add_argument("--dict", required=True, help="the model's dict.txt (one dictionary shared by source and target)")
+    p.add_argument("--spm", required=True, help="the SentencePiece model the dictionary's tokens come from")
+    p.add_argument("--langs", type=A.lang_list, default="", help="language codes to record, e.g. en,fr "
+                   "(the model has no language embeddings; xling translate names them)")
+
+
+def _run(args) -> int:
+    langs = [x for x in args.langs.split(",") if x] or None
+    out = convert(args.input, args.dict, args.spm, args.out, langs)
+    print(f"xling convert fairseq: {args.input} -> {out}")
+    return 0
+
+
+register_converter(Converter(
+    name="fairseq", help="fairseq transformer translation checkpoint -> xling encoder-decoder",
+    run=_run, add_arguments=_add_arguments, input_help="checkpoint_best.pt (or any fairseq transformer checkpoint)"))
