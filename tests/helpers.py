@@ -200,7 +200,7 @@ def write_fairseq_model(d: Path, seed: int = 0, d_model: int = 16, layers: int =
     state["decoder.output_projection.weight"] = state["encoder.embed_tokens.weight"]
     for side in ("encoder", "decoder"):
         state[f"{side}.version"] = torch.tensor([3.0])
-        state[f"{side}.embed_positions._float_tensor"] = torch.tensor([])
+        state[f"{side}.embed_positions._float_tensor"] = torch.zeros(1)  # what fairseq saves: a dtype holder
         for i in range(layers):
             kinds = ("self_attn", "encoder_attn") if side == "decoder" else ("self_attn",)
             for att in kinds:

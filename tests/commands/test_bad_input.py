@@ -140,9 +140,17 @@ def _rows() -> list[Row]:
             out=("--out", "file")),
         Row("convert probe", lambda w, i, o: {"--input": write_checkpoint(i / "checkpoint.pt"), "--out": o / "probe"},
             inputs={"--input": "pickle"}, out=("--out", "dir")),
+        Row("convert to-fairseq", _exportable_opts, inputs={"--input": "dir"}, model="--input", out=("--out", "dir")),
         Row("convert fairseq", _fairseq_opts, inputs={"--input": "pickle", "--dict": "dict", "--spm": "file"},
             langs=("--langs",), unknown_lang="", out=("--out", "dir")),
     ]
+
+
+def _exportable_opts(w, i, o) -> dict:
+    from xling.convert.fairseq import convert
+
+    files = write_fairseq_model(i / "fairseq")
+    return {"--input": convert(files["checkpoint"], files["dict"], files["spm"], i / "xling"), "--out": o / "exported"}
 
 
 def _fairseq_opts(w, i, o) -> dict:
@@ -154,7 +162,7 @@ def _fairseq_opts(w, i, o) -> dict:
 ROWS = _rows()
 WRONG_KIND = {"classify predict": "s2s", "evaluate xlm": "laser", "evaluate mining": "s2s",
               "evaluate classification": "s2s", "translate": "laser", "generate": "laser", "embed": "classifier",
-              "mine": "xlm"}
+              "mine": "xlm", "convert to-fairseq": "xlm"}
 
 
 @pytest.fixture(autouse=True)

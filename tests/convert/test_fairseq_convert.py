@@ -143,3 +143,23 @@ def test_a_dictionary_of_another_model_is_refused(tmp_path, capsys):
                "--spm", str(files["spm"]), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 2 and "not this model's dictionary" in err and not (tmp_path / "out").exists()
+
+
+def test_fairseq_to_xling_to_fairseq_is_bit_exact(converted, tmp_path):
+    files, out = converted
+    assert main(["convert", "to-fairseq", "--input", str(out), "--out", str(tmp_path / "back")]) == 0
+    before, after = load_checkpoint_pickle(files["checkpoint"]), load_checkpoint_pickle(tmp_path / "back/checkpoint.pt")
+    assert before["model"].keys() == after["model"].keys()
+    for k, v in before["model"].items():
+        assert torch.equal(v, after["model"][k]), k
+    assert (tmp_path / "back/dict.txt").read_bytes() == files["dict"].read_bytes()
+    assert (tmp_path / "back/dict.src.txt").read_bytes() == (tmp_path / "back/dict.tgt.txt").read_bytes()
+    assert {k: v for k, v in vars(after["args"]).items() if k in vars(before["args"])} == vars(before["args"])
+
+
+def test_xlings_own_layout_is_refused_naming_what_fairseq_lacks(workspace, tmp_path, capsys):
+    rc = main(["convert", "to-fairseq", "--input", str(workspace.s2s), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and not (tmp_path / "out").exists()
+    for why in ("sources start with <s>", "decoding starts from <s>", "XLM-style transform", "language embeddings"):
+        assert why in err[0], err

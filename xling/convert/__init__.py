@@ -6,4 +6,4 @@ Shared pieces: :mod:`xling.convert.pickles` (safe loading of ``.pt`` / ``.pth`` 
 is one module and one import line here.
 """
 
-from xling.convert import fairseq  # noqa: F401  (registration)
+from xling.convert import fairseq, to_fairseq  # noqa: F401  (registration)

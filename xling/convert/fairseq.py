@@ -202,8 +202,15 @@ def convert(checkpoint: str | Path, dictionary: str | Path, spm: str | Path, out
     if set(missing) - tied or unexpected:
         raise XlingError(f"{where}: parameters do not fit: missing {sorted(set(missing) - tied)[:3]}, "
                          f"unexpected {sorted(unexpected)[:3]}")
-    extra = {"converted": {"from": "fairseq", "checkpoint": Path(checkpoint).name, "arch": a["arch"]}}
+    extra = {"converted": {"from": "fairseq", "checkpoint": Path(checkpoint).name, "arch": a["arch"],
+                           "args": _jsonable(a), "symbols": list(fdict.symbols), "counts": list(fdict.counts)}}
     return model.save_pretrained(out, vocab=mapping.vocab, extra=extra)
+
+
+def _jsonable(a: dict[str, Any]) -> dict[str, Any]:
+    """The model arguments that JSON can hold (what an export back to fairseq writes again)."""
+    return {k: v for k, v in a.items() if isinstance(v, (str, int, float, bool, type(None)))
+            or (isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float, bool)) for x in v))}
 
 
 def _add_arguments(p) -> None:

@@ -1,0 +1,156 @@
+"""An xling encoder-decoder -> a fairseq ``transformer`` checkpoint, dictionary and SentencePiece model.
+
+    xling convert to-fairseq --input MODEL_DIR --out DIR
+    # DIR: checkpoint.pt, dict.txt (= dict.{src,tgt}.txt for fairseq's translation task), spm.model
+
+Exported exactly what fairseq's ``transformer`` can express: sources ``x </s>``, decoding from
+``</s>``, no language embeddings, a plain output projection tied to the shared embeddings, fairseq's
+position offset; a model converted from fairseq (``xling convert fairseq``) goes back bit for bit
+(its dictionary order and arguments are in its record). xling's own layout (``<s> x </s>``, decoding
+from ``<s>``, the XLM-style LM head) is refused, naming what fairseq lacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from xling.convert.registry import Converter, register_converter
+from xling.errors import XlingError
+
+
+def check_exportable(cfg, where: str) -> None:
+    """Refuse what fairseq's transformer cannot express."""
+    why = []
+    if cfg.source_bos:
+        why.append("sources start with <s> (fairseq's translation task feeds x </s>)")
+    if cfg.decoder_start != "eos":
+        why.append("decoding starts from <s> (fairseq starts from </s>)")
+    if cfg.lm_transform:
+        why.append("the LM head has an XLM-style transform (fairseq's is a plain projection)")
+    if cfg.use_lang_embeddings:
+        why.append("language embeddings")
+    if cfg.position_offset != 2:
+        why.append(f"position offset {cfg.position_offset} (fairseq's is padding_idx + 1 = 2)")
+    if why:
+        raise XlingError(f"{where}: fairseq's transformer cannot express this model: {'; '.join(why)}")
+
+
+def _split_attn(state: dict, src: str, dst: str) -> dict:
+    out = {f"{dst}.out_proj.weight": state[f"{src}.out_proj.weight"], f"{dst}.out_proj.bias": state[f"{src}.out_proj.bias"]}
+    if f"{src}.qkv_proj.weight" in state:
+        for kind in ("weight", "bias"):
+            for name, t in zip("qkv", state[f"{src}.qkv_proj.{kind}"].chunk(3)):
+                out[f"{dst}.{name}_proj.{kind}"] = t
+    else:
+        for kind in ("weight", "bias"):
+            out[f"{dst}.q_proj.{kind}"] = state[f"{src}.q_proj.{kind}"]
+            k, v = state[f"{src}.kv_proj.{kind}"].chunk(2)
+            out[f"{dst}.k_proj.{kind}"], out[f"{dst}.v_proj.{kind}"] = k, v
+    return out
+
+
+def fairseq_state(state: dict, cfg, rows: list[int]) -> dict:
+    """TransformerSeq2Seq parameters -> fairseq's names; ``rows[j]`` = the xling id of fairseq row j."""
+    import torch
+
+    emb = state["encoder.tok_emb.weight"][torch.tensor(rows)]
+    out: dict = {"encoder.embed_tokens.weight": emb, "decoder.embed_tokens.weight": emb,
+                 "decoder.output_projection.weight": emb}
+    for side in ("encoder", "decoder"):
+        out[f"{side}.version"] = torch.tensor([3.0])
+        if cfg.positions == "sinusoidal":
+            out[f"{side}.embed_positions._float_tensor"] = torch.zeros(1)  # fairseq: a dtype holder
+        else:
+            out[f"{side}.embed_positions.weight"] = state["encoder.pos_emb.weight"]
+        if cfg.emb_norm:
+            for kind in ("weight", "bias"):
+                out[f"{side}.layernorm_embedding.{kind}"] = state[f"encoder.emb_norm.{kind}"]
+    norms = {"norm_attn": "self_attn_layer_norm", "norm_cross": "encoder_attn_layer_norm", "norm_ff": "final_layer_norm"}
+    for side, n, src in (("encoder", cfg.n_layers, "encoder.layers"), ("decoder", cfg.n_dec_layers, "dec_layers")):
+        for i in range(n):
+            s, d = f"{src}.{i}", f"{side}.layers.{i}"
+            out.update(_split_attn(state, f"{s}.self_attn", f"{d}.self_attn"))
+            if side == "decoder":
+                out.update(_split_attn(state, f"{s}.cross_attn", f"{d}.encoder_attn"))
+            for mine, theirs in norms.items():
+                if f"{s}.{mine}.weight" in state:
+                    for kind in ("weight", "bias"):
+                        out[f"{d}.{theirs}.{kind}"] = state[f"{s}.{mine}.{kind}"]
+            for fc in ("fc1", "fc2"):
+                for kind in ("weight", "bias"):
+                    out[f"{d}.{fc}.{kind}"] = state[f"{s}.ff.{fc}.{kind}"]
+    if cfg.pre_norm:
+        for side, mine in (("encoder", "encoder.final_norm"), ("decoder", "dec_final_norm")):
+            for kind in ("weight", "bias"):
+                out[f"{side}.layer_norm.{kind}"] = state[f"{mine}.{kind}"]
+    return {k: v.detach().clone().contiguous() for k, v in out.items()}
+
+
+def _args(cfg, record: dict[str, Any]) -> dict[str, Any]:
+    """fairseq's model arguments: the recorded ones of a converted model, else from the config."""
+    if record.get("args"):
+        return dict(record["args"])
+    return dict(arch="transformer", encoder_embed_dim=cfg.d_model, decoder_embed_dim=cfg.d_model,
+                encoder_ffn_embed_dim=cfg.d_ff, decoder_ffn_embed_dim=cfg.d_ff, encoder_layers=cfg.n_layers,
+                decoder_layers=cfg.n_dec_layers, encoder_attention_heads=cfg.n_heads,
+                decoder_attention_heads=cfg.n_heads, encoder_normalize_before=cfg.pre_norm,
+                decoder_normalize_before=cfg.pre_norm, encoder_learned_pos=cfg.positions == "learned",
+                decoder_learned_pos=cfg.positions == "learned", no_scale_embedding=not cfg.embed_scale,
+                layernorm_embedding=cfg.emb_norm, activation_fn=cfg.activation, dropout=cfg.dropout,
+                attention_dropout=cfg.attn_dropout, share_all_embeddings=True, share_decoder_input_output_embed=True,
+                max_source_positions=cfg.max_positions, max_target_positions=cfg.max_positions)
+
+
+def export(model_dir: str | Path, out: str | Path) -> Path:
+    """Write ``checkpoint.pt``, ``dict.txt`` / ``dict.src.txt`` / ``dict.tgt.txt`` and ``spm.model``."""
+    import torch
+
+    from xling.convert.fairseq_dict import FairseqDict
+    from xling.models.io import read_model_config
+    from xling.models.seq2seq import TransformerSeq2Seq
+    from xling.tokenization.vocab import Vocab
+    from xling.utils.io import atomic_dir
+
+    meta = read_model_config(model_dir)
+    if meta.get("model_type") != TransformerSeq2Seq.model_type:
+        raise XlingError(f"{model_dir}: a {meta.get('model_type')}, not an encoder-decoder (transformer_seq2seq)")
+    model = TransformerSeq2Seq.from_pretrained(model_dir)
+    cfg = model.config
+    check_exportable(cfg, str(model_dir))
+    vocab = Vocab.load(model_dir)
+    record = (meta.get("extra") or {}).get("converted") or {}
+    if record.get("symbols"):  # converted from fairseq: its own dictionary, in its order
+        fdict = FairseqDict(list(record["symbols"]), list(record["counts"]))
+    else:
+        fdict = FairseqDict.from_tokens([vocab._sp.id_to_piece(i) for i in range(5, len(vocab))], padding_factor=8)
+    rows = []
+    for tok in fdict.symbols:
+        xid = vocab._sp.piece_to_id(tok)
+        if vocab._sp.id_to_piece(xid) != tok:
+            raise XlingError(f"{model_dir}: dictionary token {tok!r} is not in the model's vocabulary")
+        rows.append(xid)
+    state = fairseq_state(model.state_dict(), cfg, rows)
+    ckpt = {"args": argparse.Namespace(**_args(cfg, record)), "model": state, "extra_state": {"epoch": 1},
+            "optimizer_history": [{"criterion_name": "LabelSmoothedCrossEntropyCriterion", "optimizer_name": "Adam",
+                                   "lr_scheduler_state": {}, "num_updates": 0}], "last_optimizer_state": None}
+    spm_bytes = (Path(model_dir) / "spm.model").read_bytes()
+    with atomic_dir(out) as tmp:
+        torch.save(ckpt, tmp / "checkpoint.pt")
+        for name in ("dict.txt", "dict.src.txt", "dict.tgt.txt"):
+            fdict.save(tmp / name)
+        (tmp / "spm.model").write_bytes(spm_bytes)
+    return Path(out)
+
+
+def _run(args) -> int:
+    out = export(args.input, args.out)
+    print(f"xling convert to-fairseq: {args.input} -> {out} (checkpoint.pt, dict.txt, spm.model)")
+    return 0
+
+
+register_converter(Converter(
+    name="to-fairseq", help="xling encoder-decoder -> fairseq transformer checkpoint (fairseq-generate decodes it)",
+    run=_run, input_help="an xling model directory (transformer_seq2seq)",
+    out_help="output directory: checkpoint.pt, dict.txt, spm.model (replaced as a whole)"))
