@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q -c constraints.txt
 
-.PHONY: venv test quickstart bench clean
+.PHONY: venv fairseq-venv test quickstart bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,8 +17,43 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 
 venv: $(VENV)/.installed
 
-test: venv
+test: venv fairseq-venv
 	$(BIN)/python -m pytest tests
+
+# The fairseq side venv (issue 15): the real fairseq, for the converters' parity tests and for
+# serving converted models with fairseq-generate. xling never imports fairseq: this is a SEPARATE
+# venv outside the clone, $(FAIRSEQ_VENV), built once per machine (about 2.5 minutes on 2 cores,
+# most of it compiling fairseq); the stamp makes a second `make fairseq-venv` instant.
+# `scripts/fairseq_env.sh` prints its python. Recipe: shared/REFERENCE.md section 3, plus:
+#  - PIP_CONSTRAINT (a file holding torch==2.13.0, written to $(XLING_CACHE)) keeps every install
+#    on the CPU torch; torch goes in first, from local disk where the machine has the wheel.
+#    The last step checks that torch has no CUDA and that no nvidia-* package came in.
+#  - fairseq-fixed goes in with --no-deps (its torchaudio requirement is a CUDA wheel that text
+#    does not need), so its other requirements are listed here. The sheet's list lacks
+#    sacrebleu (`import fairseq` fails without it: fairseq.scoring imports it) and packaging.
+#  - fairseq's tools need TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 (checkpoints hold an
+#    argparse.Namespace, which torch >= 2.6 refuses by default).
+XLING_CACHE ?= $(HOME)/.cache/xling
+FAIRSEQ_VENV ?= $(XLING_CACHE)/fairseq-venv
+FAIRSEQ_STAMP := $(FAIRSEQ_VENV)/.built-fairseq-fixed-0.12.3.1-torch-2.13.0
+FAIRSEQ_PIP = PIP_CONSTRAINT=$(XLING_CACHE)/fairseq-constraints.txt $(FAIRSEQ_VENV)/bin/pip install -q
+
+fairseq-venv: $(FAIRSEQ_STAMP)
+
+$(FAIRSEQ_STAMP):
+	mkdir -p $(XLING_CACHE)
+	echo "torch==2.13.0" > $(XLING_CACHE)/fairseq-constraints.txt
+	$(PY) -m venv --clear $(FAIRSEQ_VENV)
+	$(FAIRSEQ_PIP) --upgrade pip
+	$(FAIRSEQ_PIP) torch==2.13.0
+	$(FAIRSEQ_PIP) hydra-core==1.3.2 omegaconf==2.3.0 cffi cython bitarray regex tqdm \
+	  scikit-learn sentencepiece numpy sacrebleu packaging
+	$(FAIRSEQ_PIP) --no-deps --no-build-isolation fairseq-fixed==0.12.3.1
+	! $(FAIRSEQ_VENV)/bin/pip list 2>/dev/null | grep -i '^nvidia-'
+	TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 $(FAIRSEQ_VENV)/bin/fairseq-generate --help > /dev/null
+	$(FAIRSEQ_VENV)/bin/python -c "import fairseq, torch; assert torch.version.cuda is None, torch.__version__; \
+	  print('fairseq', fairseq.__version__, 'torch', torch.__version__)" > $@.tmp
+	mv $@.tmp $@
 
 quickstart: venv
 	$(BIN)/python scripts/quickstart.py --out runs/quickstart

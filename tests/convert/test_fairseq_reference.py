@@ -1,0 +1,292 @@
+"""The fairseq reference side of issue 15: the side venv and the tiny models made with fairseq.
+
+Nothing here is skipped. The ``fairseq_python`` fixture runs ``make fairseq-venv`` (instant once
+built; ``make test`` builds it first) and fails with make's output if the build fails. The
+``fairseq_ref`` fixture makes the Bible en-fr corpus with xling (this venv), then runs
+``tests/fairseq_ref/make_tiny.py`` with the side venv's python once into
+``$XLING_CACHE/fairseq-ref/<key>`` (key: sha256 of make_tiny.py, the corpus and the venv's build
+stamp), about 1.5 minutes on 2 cores; later runs reuse it.
+
+fairseq checkpoints are pickles: this process never unpickles them. Whatever needs the
+checkpoint's contents is read by a small script run in the side venv, which prints JSON.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURE_DB, ROOT
+
+MAKE_TINY = ROOT / "tests" / "fairseq_ref" / "make_tiny.py"
+FAIRSEQ_ENV = ROOT / "scripts" / "fairseq_env.sh"
+VARIANTS = ("postnorm_shared", "prenorm_learned", "noscale")
+N_TEST = 50
+D_MODEL = 32
+FAIRSEQ_PAD, FAIRSEQ_EOS = 1, 2  # fairseq's dictionary: <s>=0 <pad>=1 </s>=2 <unk>=3
+TOP_KEYS = ["args", "cfg", "model", "criterion", "optimizer_history", "task_state", "extra_state",
+            "last_optimizer_state"]  # fmt: skip
+
+# The first use builds the side venv (about 2.5 minutes) and the reference models (about 1.5).
+pytestmark = pytest.mark.timeout(1800)
+
+
+def xling_cache() -> Path:
+    return Path(os.environ.get("XLING_CACHE") or Path.home() / ".cache" / "xling")
+
+
+@contextmanager
+def file_lock(path: Path):
+    """One builder at a time (several pytest runs on one machine share the cache)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def side_env() -> dict[str, str]:
+    return dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS="1")
+
+
+@pytest.fixture(scope="session")
+def fairseq_python() -> Path:
+    """The side venv's python, built by `make fairseq-venv` if it is not there yet."""
+    with file_lock(xling_cache() / "fairseq-venv.lock"):
+        proc = subprocess.run(["make", "-s", "-C", str(ROOT), "fairseq-venv"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(
+            f"`make fairseq-venv` failed (exit {proc.returncode}); its output ends with:\n"
+            + (proc.stdout + proc.stderr)[-6000:],
+            pytrace=False,
+        )
+    check = subprocess.run(["sh", str(FAIRSEQ_ENV), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    python = Path(check.stdout.strip())
+    assert python.exists(), f"{python}: missing after `make fairseq-venv`"
+    return python
+
+
+def side_run(python: Path, code: str, *args: str) -> dict:
+    """Runs `code` in the side venv; its last stdout line is JSON."""
+    proc = subprocess.run([str(python), "-c", code, *args], capture_output=True, text=True, env=side_env())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def fairseq_ref(fairseq_python, tmp_path_factory) -> Path:
+    """The directory make_tiny.py wrote (one subdirectory per variant), cached across runs."""
+    from xling.cli import main
+
+    corpus = tmp_path_factory.mktemp("fairseq_corpus") / "corpus"
+    argv = ["corpus", "bible", "--langs", "en,fr", "--pairs", "en", "--db", str(FIXTURE_DB)]
+    assert main(argv + ["--out", str(corpus), "--quiet"]) == 0
+    h = hashlib.sha256(MAKE_TINY.read_bytes())
+    for path in sorted(corpus.glob("*.en-fr.*")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    h.update(str(sorted(p.name for p in fairseq_python.parent.parent.glob(".built-*"))).encode())
+    out = xling_cache() / "fairseq-ref" / h.hexdigest()[:16]
+    with file_lock(xling_cache() / "fairseq-ref.lock"):
+        if not (out / "manifest.json").exists():
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            proc = subprocess.run(
+                [str(fairseq_python), str(MAKE_TINY), "--corpus", str(corpus), "--out", str(tmp)],
+                capture_output=True, text=True, env=side_env(),
+            )  # fmt: skip
+            if proc.returncode != 0:
+                pytest.fail(f"make_tiny.py failed (exit {proc.returncode}):\n{proc.stderr[-6000:]}", pytrace=False)
+            shutil.rmtree(out, ignore_errors=True)
+            os.rename(tmp, out)
+    return out
+
+
+INSPECT = r"""
+import json, sys, torch
+out = {}
+for path in sys.argv[1:]:
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    sd, m = ck["model"], ck["cfg"]["model"]
+    eq = lambda a, b: a in sd and b in sd and bool(torch.equal(sd[a], sd[b]))
+    out[path] = {
+        "top_keys": sorted(ck),
+        "model_cfg_type": type(m).__name__,
+        "cfg": {k: getattr(m, k, None) for k in (
+            "arch", "encoder_layers", "decoder_layers", "encoder_embed_dim", "encoder_attention_heads",
+            "encoder_ffn_embed_dim", "encoder_normalize_before", "decoder_normalize_before",
+            "encoder_learned_pos", "decoder_learned_pos", "layernorm_embedding", "no_scale_embedding",
+            "share_all_embeddings", "share_decoder_input_output_embed", "activation_fn",
+            "max_source_positions", "max_target_positions")},
+        "shapes": {k: list(v.shape) for k, v in sd.items()},
+        "tied_enc_dec": eq("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"),
+        "tied_dec_out": eq("decoder.embed_tokens.weight", "decoder.output_projection.weight"),
+        "version": [sd[k].item() for k in ("encoder.version", "decoder.version") if k in sd],
+        "num_updates": ck["optimizer_history"][-1]["num_updates"],
+    }
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="session")
+def checkpoints(fairseq_python, fairseq_ref) -> dict[str, dict]:
+    """What each checkpoint.pt holds, as read by torch.load in the side venv."""
+    paths = [str(fairseq_ref / v / "checkpoint.pt") for v in VARIANTS]
+    info = side_run(fairseq_python, INSPECT, *paths)
+    return {v: info[p] for v, p in zip(VARIANTS, paths)}
+
+
+def dict_size(path: Path) -> int:
+    """fairseq's dictionary size: 4 specials (not listed) + one entry per line."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert all(re.fullmatch(r".+ \d+", line) for line in lines), path
+    return 4 + len(lines)
+
+
+def test_side_venv_has_fairseq_on_cpu_torch(fairseq_python):
+    info = side_run(
+        fairseq_python,
+        "import json, fairseq, torch; print(json.dumps([fairseq.__version__, torch.__version__, torch.version.cuda]))",
+    )
+    assert info[0] == "0.12.3.1", info
+    assert info[1].startswith("2.13.0") and info[2] is None, info
+    gen = subprocess.run(
+        [str(fairseq_python.parent / "fairseq-generate"), "--help"], capture_output=True, text=True, env=side_env()
+    )
+    assert gen.returncode == 0 and "--required-batch-size-multiple" in gen.stdout, gen.stderr[-2000:]
+
+
+def test_xling_never_imports_fairseq():
+    code = (
+        "import importlib, pkgutil, sys, xling\n"
+        "for m in pkgutil.walk_packages(xling.__path__, 'xling.'): importlib.import_module(m.name)\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('fairseq', 'fairseq_cli'))\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_every_variant_has_its_files(fairseq_ref):
+    manifest = json.loads((fairseq_ref / "manifest.json").read_text())
+    assert manifest["fairseq"] == "0.12.3.1" and manifest["test_sentences"] == N_TEST
+    assert sorted(manifest["variants"]) == sorted(VARIANTS)
+    for v in VARIANTS:
+        d = fairseq_ref / v
+        for name in ("checkpoint.pt", "dict.en.txt", "dict.fr.txt", "spm.model", "test.en", "test.fr",
+                     "generate-beam1.txt", "generate-beam5.txt", "variant.json"):  # fmt: skip
+            assert (d / name).is_file() and (d / name).stat().st_size > 0, d / name
+        for split in ("train", "valid", "test"):
+            for lang in ("en", "fr"):
+                for ext in ("bin", "idx"):
+                    assert (d / "data-bin" / f"{split}.en-fr.{lang}.{ext}").is_file()
+        for lang in ("en", "fr"):
+            assert (d / f"test.{lang}").read_text(encoding="utf-8").count("\n") == N_TEST
+            assert (d / f"dict.{lang}.txt").read_bytes() == (d / "data-bin" / f"dict.{lang}.txt").read_bytes()
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_fairseq_generate_translated_all_50(fairseq_ref, beam):
+    for v in VARIANTS:
+        text = (fairseq_ref / v / f"generate-beam{beam}.txt").read_text(encoding="utf-8")
+        for tag in ("S", "T", "H", "D"):
+            ids = sorted(int(m) for m in re.findall(rf"^{tag}-(\d+)\t", text, flags=re.M))
+            assert ids == list(range(N_TEST)), (v, beam, tag, len(ids))
+        assert re.search(rf"^Generate test with beam={beam}: BLEU4 = ", text, flags=re.M), (v, beam)
+        hyps = re.findall(r"^H-\d+\t(\S+)\t(.*)$", text, flags=re.M)
+        assert len({h for _, h in hyps}) > N_TEST // 2, (v, beam, "outputs barely differ: a collapsed model")
+        assert all(np.isfinite(float(score)) for score, _ in hyps)
+
+
+def test_dictionary_sizes_match_embedding_rows(fairseq_ref, checkpoints):
+    for v in VARIANTS:
+        src, tgt = dict_size(fairseq_ref / v / "dict.en.txt"), dict_size(fairseq_ref / v / "dict.fr.txt")
+        assert src % 8 == 0 and tgt % 8 == 0, (v, src, tgt)  # madeupword padding to a multiple of 8
+        shapes = checkpoints[v]["shapes"]
+        assert shapes["encoder.embed_tokens.weight"] == [src, D_MODEL], v
+        assert shapes["decoder.embed_tokens.weight"] == [tgt, D_MODEL], v
+        assert shapes["decoder.output_projection.weight"] == [tgt, D_MODEL], v
+        lprobs = np.load(fairseq_ref / v / "reference" / "decoder_lprobs.npy", allow_pickle=False)
+        assert lprobs.shape[-1] == tgt, v
+
+
+def test_checkpoints_are_the_variants_asked_for(checkpoints):
+    for v in VARIANTS:
+        ck = checkpoints[v]
+        assert ck["top_keys"] == sorted(TOP_KEYS), v
+        assert ck["model_cfg_type"] == "Namespace" and ck["version"] == [3, 3], v
+        assert ck["num_updates"] > 0, v
+        cfg = ck["cfg"]
+        assert (cfg["arch"], cfg["encoder_layers"], cfg["decoder_layers"]) == ("transformer", 2, 2)
+        assert (cfg["encoder_embed_dim"], cfg["encoder_attention_heads"], cfg["encoder_ffn_embed_dim"]) == (32, 4, 64)
+    a, b, c = (checkpoints[v] for v in VARIANTS)
+    # (a) post-norm, sinusoidal (not stored), everything tied
+    assert a["cfg"]["share_all_embeddings"] and a["tied_enc_dec"] and a["tied_dec_out"]
+    assert not a["cfg"]["encoder_normalize_before"] and "encoder.layer_norm.weight" not in a["shapes"]
+    assert not any("embed_positions" in k for k in a["shapes"])
+    # (b) pre-norm, learned positions (max + padding_idx + 1 rows), layernorm_embedding, nothing tied
+    assert b["cfg"]["encoder_normalize_before"] and b["cfg"]["decoder_normalize_before"]
+    assert b["shapes"]["encoder.layer_norm.weight"] == b["shapes"]["decoder.layer_norm.weight"] == [D_MODEL]
+    assert b["shapes"]["encoder.embed_positions.weight"] == [256 + FAIRSEQ_PAD + 1, D_MODEL]
+    assert b["shapes"]["decoder.embed_positions.weight"] == [256 + FAIRSEQ_PAD + 1, D_MODEL]
+    assert "encoder.layernorm_embedding.weight" in b["shapes"] and "decoder.layernorm_embedding.weight" in b["shapes"]
+    assert not b["tied_dec_out"] and not b["cfg"]["share_decoder_input_output_embed"]
+    # (c) no embedding scaling, decoder input/output tied, GELU
+    assert c["cfg"]["no_scale_embedding"] and c["cfg"]["activation_fn"] == "gelu"
+    assert c["tied_dec_out"] and not c["cfg"]["share_all_embeddings"]
+    assert not a["cfg"]["no_scale_embedding"] and not b["cfg"]["no_scale_embedding"]
+
+
+def test_reference_tensors_are_consistent(fairseq_ref):
+    for v in VARIANTS:
+        r = {p.stem: np.load(p, allow_pickle=False) for p in (fairseq_ref / v / "reference").glob("*.npy")}
+        src, lengths, mask = r["src_tokens"], r["src_lengths"], r["encoder_padding_mask"]
+        prev, target = r["prev_output_tokens"], r["target"]
+        n = len(src)
+        assert n >= 2 and r["encoder_out"].shape == (*src.shape, D_MODEL), v
+        assert np.array_equal(mask, src == FAIRSEQ_PAD) and np.array_equal((~mask).sum(1), lengths), v
+        assert (src[:, -1] == FAIRSEQ_EOS).all(), v  # left-padded: every source ends with </s>
+        assert (prev[:, 0] == FAIRSEQ_EOS).all() and prev.shape == target.shape, v  # decoding starts from </s>
+        assert np.array_equal(prev[:, 1:][target[:, 1:] != FAIRSEQ_PAD], target[:, :-1][target[:, 1:] != FAIRSEQ_PAD])
+        lp = r["decoder_lprobs"]
+        assert lp.shape[:2] == target.shape and lp.dtype == np.float32, v
+        assert np.allclose(np.exp(lp).sum(-1), 1, atol=1e-4), v
+        assert np.isfinite(r["encoder_out"]).all() and np.isfinite(lp).all(), v
+        assert n == json.loads((fairseq_ref / v / "variant.json").read_text())["reference_sentences"]
+
+
+def fairseq_ids(d: Path, lang: str, line: str) -> list[int]:
+    """SentencePiece pieces -> fairseq dictionary ids (<unk>=3 when absent), then </s>."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(d / "spm.model"))
+    lines = (d / f"dict.{lang}.txt").read_text(encoding="utf-8").splitlines()
+    index = {ln.rsplit(" ", 1)[0]: 4 + i for i, ln in enumerate(lines)}
+    return [index.get(p, 3) for p in sp.encode(line, out_type=str)] + [FAIRSEQ_EOS]
+
+
+def test_reference_rows_are_the_first_test_sentences(fairseq_ref):
+    """spm.model + dict.*.txt reproduce the ids fairseq-preprocess binarized: the text pipeline a
+    converter needs, checked on the reference rows (the first test pairs, in test-set order)."""
+    for v in VARIANTS:
+        d = fairseq_ref / v
+        src = np.load(d / "reference" / "src_tokens.npy", allow_pickle=False)
+        target = np.load(d / "reference" / "target.npy", allow_pickle=False)
+        en = (d / "test.en").read_text(encoding="utf-8").splitlines()
+        fr = (d / "test.fr").read_text(encoding="utf-8").splitlines()
+        for i in range(len(src)):
+            assert src[i][src[i] != FAIRSEQ_PAD].tolist() == fairseq_ids(d, "en", en[i]), (v, i)
+            assert target[i][target[i] != FAIRSEQ_PAD].tolist() == fairseq_ids(d, "fr", fr[i]), (v, i)
