@@ -50,16 +50,12 @@ ARCH_DEFAULTS["transformer_wmt_en_de_big_t2t"] = {**ARCH_DEFAULTS["transformer_w
 def model_args(ckpt: dict, where: str) -> dict[str, Any]:
     """The model's hyper-parameters: ``args`` (a Namespace, older files) or ``cfg["model"]``,
     completed with the architecture's defaults (what fairseq's registry would fill in)."""
-    args = ckpt.get("args")
-    if args is not None:
-        a = dict(vars(args)) if not isinstance(args, dict) else dict(args)
-    elif isinstance(ckpt.get("cfg"), dict) and isinstance(ckpt["cfg"].get("model"), (dict,)) :
-        a = dict(ckpt["cfg"]["model"])
-    else:
-        cfg_model = getattr(ckpt.get("cfg"), "get", lambda k: None)("model")
-        if cfg_model is None:
-            raise XlingError(f"{where}: no 'args' or 'cfg' with the model's settings (not a fairseq checkpoint?)")
-        a = dict(cfg_model)
+    args = ckpt.get("args")  # older files: a Namespace; fairseq 0.12: None, and cfg["model"] (a Namespace or dict)
+    if args is None and isinstance(ckpt.get("cfg"), dict):
+        args = ckpt["cfg"].get("model")
+    if args is None:
+        raise XlingError(f"{where}: no 'args' or 'cfg' with the model's settings (not a fairseq checkpoint?)")
+    a = dict(args) if isinstance(args, dict) else dict(vars(args))
     arch = a.get("arch") or a.get("_name")
     if arch not in SUPPORTED_ARCHS:
         raise XlingError(f"{where}: architecture {arch!r} is not supported; supported: {', '.join(SUPPORTED_ARCHS)}")
