@@ -354,3 +354,35 @@ def test_xling_translate_equals_fairseq_generate_on_50_sentences(fairseq_ref, co
     ours = out.read_text(encoding="utf-8").splitlines()
     assert len(ours) == len(fairseq) == N_TEST
     assert ours == [fairseq[i] for i in range(N_TEST)]
+
+
+# ---------------------------------------------------------------- parity: xling -> fairseq
+
+
+def test_an_exported_model_is_decoded_by_fairseq_as_xling_decodes_it(fairseq_python, fairseq_ref,
+                                                                      converted_shared, tmp_path):
+    """``xling convert to-fairseq`` writes files fairseq-interactive loads (dict.src.txt / dict.tgt.txt,
+    the checkpoint's args, the SentencePiece model), and fairseq's beam-5 outputs equal xling's."""
+    from xling.cli import main
+
+    exported = tmp_path / "fairseq"
+    assert main(["convert", "to-fairseq", "--input", str(converted_shared), "--out", str(exported)]) == 0
+    src = fairseq_ref / "postnorm_shared" / "test.en"
+    texts = src.read_text(encoding="utf-8").splitlines()[:20]
+    (tmp_path / "src.txt").write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    assert main(["translate", "--model", str(converted_shared), "--src-lang", "en", "--tgt-lang", "fr", "--input",
+                 str(tmp_path / "src.txt"), "--beam", "5", "--max-len-a", "0", "--max-len-b", "200", "--output",
+                 str(tmp_path / "xling.txt"), "--quiet"]) == 0
+    cmd = [str(fairseq_python.parent / "fairseq-interactive"), str(exported), "--path", str(exported / "checkpoint.pt"),
+           "--source-lang", "src", "--target-lang", "tgt", "--task", "translation", "--beam", "5",
+           "--bpe", "sentencepiece", "--sentencepiece-model", str(exported / "spm.model"), "--buffer-size", "64",
+           "--batch-size", "16", "--cpu"]
+    proc = subprocess.run(cmd, input=(tmp_path / "src.txt").read_text(encoding="utf-8"), capture_output=True,
+                          text=True, env=side_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hyps = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("D-"):
+            i, _, text = line[2:].split("\t", 2)
+            hyps[int(i)] = text
+    assert [hyps[i] for i in range(len(texts))] == (tmp_path / "xling.txt").read_text(encoding="utf-8").splitlines()
