@@ -122,7 +122,7 @@ def test_translate_decodes_the_converted_model(converted, tmp_path):
 
 @pytest.mark.parametrize("args, match", [
     (dict(arch="lstm"), "architecture 'lstm' is not supported; supported: transformer"),
-    (dict(share_all_embeddings=False), "separate source and target embeddings"),
+    (dict(encoder_learned_pos=True), "learned positions on one side only"),
     (dict(adaptive_softmax_cutoff="100,200"), "adaptive softmax"),
     (dict(cross_self_attention=True), "cross-self-attention"),
 ])

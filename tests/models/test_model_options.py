@@ -106,3 +106,32 @@ def test_defaults_keep_the_xling_layout():
     s = Seq2SeqConfig(**SIZES)
     assert s.source_bos and s.decoder_start == "bos"
     assert Seq2SeqConfig(**SIZES, **FAIRSEQ).encoder_config().positions == "sinusoidal"  # the encoder gets them
+
+
+def test_separate_decoder_tables_and_untied_output():
+    """The decoder embeds with its own tables and predicts through its own projection (tied to its
+    token embeddings unless untied_output); step decoding equals the full forward."""
+    torch.manual_seed(0)
+    cfg = dict(**SIZES, **{**FAIRSEQ, "positions": "learned", "emb_norm": True}, n_dec_layers=2, source_bos=False,
+               decoder_start="eos", separate_decoder_embeddings=True)
+    tied = TransformerSeq2Seq(Seq2SeqConfig(**cfg)).eval()
+    untied = TransformerSeq2Seq(Seq2SeqConfig(**cfg, untied_output=True)).eval()
+    assert tied.dec_head.weight is tied.dec_embed.tok_emb.weight
+    assert untied.dec_head.weight is not untied.dec_embed.tok_emb.weight
+    assert tied.dec_embed.tok_emb.weight is not tied.encoder.tok_emb.weight
+    h = torch.randn(3, 16)
+    assert torch.allclose(untied.lm_logits(h), h @ untied.dec_head.weight.T, atol=1e-6)  # (lm_bias: false)
+    dec_in = torch.tensor([[3, 11, 12]])
+    want = untied.dec_embed.embed(dec_in)  # the decoder's own tables, not the encoder's
+    assert not torch.allclose(want, untied.encoder.embed(dec_in))
+    src = [[5, 6, 7]]
+    dec = step_decoder(untied, src, 0, 1, bos_id=2, eos_id=3)
+    got = [dec.step(torch.full((1,), 2)), dec.step(torch.full((1,), 11)), dec.step(torch.full((1,), 12))]
+    with torch.no_grad():
+        full = F.log_softmax(untied.lm_logits(untied(torch.tensor([[5, 6, 7, 3]]), dec_tokens=dec_in)).float(), -1)
+    for t, lp in enumerate(got):
+        assert torch.allclose(lp, full[:, t], atol=1e-5), t
+    with pytest.raises(XlingError, match="untied_output: needs separate_decoder_embeddings"):
+        Seq2SeqConfig(**SIZES, **FAIRSEQ, untied_output=True)
+    with pytest.raises(XlingError, match="need lm_transform: false"):
+        Seq2SeqConfig(**SIZES, separate_decoder_embeddings=True)

@@ -8,10 +8,9 @@ becomes a :class:`~xling.models.seq2seq.TransformerSeq2Seq` configured like the 
 (post- or pre-norm, sinusoidal positions in fairseq's layout with its padding offset, sqrt(d)
 embedding scaling, ReLU / GELU, a plain tied output projection without bias, sources ``x </s>``,
 decoding from ``</s>``); its vocabulary is the SentencePiece model rewritten with xling's
-special ids (:mod:`xling.convert.spm_vocab`). Supported now: one dictionary shared by both sides
-and all embeddings shared (``--share-all-embeddings``); refused, naming the reason: separate
-source/target dictionaries or embeddings, learned positions or ``layernorm_embedding`` whose
-encoder and decoder tables differ, adaptive softmax, cross-self-attention, layer-wise
+special ids (:mod:`xling.convert.spm_vocab`). Shared or separate dictionaries and embeddings
+(``--tgt-dict``), learned or sinusoidal positions and ``layernorm_embedding`` per side, tied or untied
+output projections are kept; refused, naming the reason: adaptive softmax, cross-self-attention, layer-wise
 attention, different encoder/decoder widths, checkpoints older than fairseq's layout version 2.
 """
 
@@ -85,20 +84,32 @@ def check_expressible(a: dict[str, Any], state: dict, where: str) -> None:
             raise _refuse(where, f"encoder and decoder differ in {side} ({a[f'encoder_{side}']} vs {a[f'decoder_{side}']})")
     if a["encoder_normalize_before"] != a["decoder_normalize_before"]:
         raise _refuse(where, "pre-norm on one side only")
-    if not a.get("share_all_embeddings"):
-        raise _refuse(where, "separate source and target embeddings (xling shares one dictionary; "
-                      "convert a model trained with --share-all-embeddings)")
-    for name in ("embed_positions.weight", "layernorm_embedding.weight", "layernorm_embedding.bias"):
-        enc, dec = state.get(f"encoder.{name}"), state.get(f"decoder.{name}")
-        if (enc is None) != (dec is None) or (enc is not None and not torch.equal(enc, dec)):
-            raise _refuse(where, f"encoder and decoder {name.split('.')[0]} differ (xling shares them)")
+    if a["encoder_learned_pos"] != a["decoder_learned_pos"]:
+        raise _refuse(where, "learned positions on one side only")
+    for key in ("decoder.project_in_dim.weight", "decoder.project_out_dim.weight"):
+        if key in state:
+            raise _refuse(where, f"{key.split('.')[1]} (a decoder narrower than its embeddings)")
     for side in ("encoder", "decoder"):
         version = state.get(f"{side}.version")
         if version is None or float(version.flatten()[0]) < 2:
             raise _refuse(where, f"{side}.version < 2 (an older fairseq layout; load and save it with fairseq 0.12)")
 
 
-def xling_config(a: dict[str, Any], vocab_size: int, n_langs: int, padding_idx: int):
+def separate_tables(a: dict[str, Any], state: dict) -> bool:
+    """Whether the decoder needs its own embedding tables in xling: separate dictionaries or
+    embeddings, or learned positions / layernorm_embedding that differ between the sides."""
+    import torch
+
+    if not a.get("share_all_embeddings"):
+        return True
+    for name in ("embed_positions.weight", "layernorm_embedding.weight", "layernorm_embedding.bias"):
+        enc, dec = state.get(f"encoder.{name}"), state.get(f"decoder.{name}")
+        if (enc is None) != (dec is None) or (enc is not None and not torch.equal(enc, dec)):
+            return True
+    return False
+
+
+def xling_config(a: dict[str, Any], vocab_size: int, n_langs: int, padding_idx: int, separate: bool):
     """The Seq2SeqConfig reproducing fairseq's computation."""
     from xling.models.config import Seq2SeqConfig
 
@@ -114,7 +125,8 @@ def xling_config(a: dict[str, Any], vocab_size: int, n_langs: int, padding_idx: 
         pre_norm=bool(a["encoder_normalize_before"]), use_lang_embeddings=False, tie_embeddings=True,
         layer_norm_eps=1e-5, positions="learned" if learned else "sinusoidal", position_offset=padding_idx + 1,
         embed_scale=not a.get("no_scale_embedding", False), emb_norm=bool(a.get("layernorm_embedding")),
-        lm_transform=False, lm_bias=True, source_bos=False, decoder_start="eos")
+        lm_transform=False, lm_bias=True, source_bos=False, decoder_start="eos", separate_decoder_embeddings=separate,
+        untied_output=separate and not (a.get("share_decoder_input_output_embed") or a.get("share_all_embeddings")))
 
 
 def _attn(state: dict, src: str, dst: str, cross: bool) -> dict:
@@ -135,20 +147,37 @@ def _norm(state: dict, src: str, dst: str) -> dict:
     return {f"{dst}.weight": state[f"{src}.weight"], f"{dst}.bias": state[f"{src}.bias"]}
 
 
-def xling_state(state: dict, a: dict[str, Any], rows: list[int], absent: list[int]) -> dict:
-    """fairseq parameter names and layouts -> TransformerSeq2Seq's (embedding rows reordered to
-    the xling vocabulary; ids the fairseq model cannot emit get an output bias of -1e4)."""
+def _tables(state: dict, side: str, a: dict[str, Any], rows: list[int], dst: str) -> dict:
+    """One side's token / position tables and embedding norm, token rows in xling's order."""
     import torch
 
-    idx = torch.tensor(rows)
-    emb = state["encoder.embed_tokens.weight"][idx].float()
-    bias = torch.zeros(len(rows))
-    bias[torch.tensor(absent, dtype=torch.long)] = -1e4  # never predicted, as in fairseq (mass exp(-1e4) = 0)
-    out = {"encoder.tok_emb.weight": emb, "encoder.lm_head.weight": emb, "encoder.lm_head.bias": bias}
-    if a["encoder_learned_pos"]:
-        out["encoder.pos_emb.weight"] = state["encoder.embed_positions.weight"]
+    out = {f"{dst}.tok_emb.weight": state[f"{side}.embed_tokens.weight"][torch.tensor(rows)]}
+    if a[f"{side}_learned_pos"]:
+        out[f"{dst}.pos_emb.weight"] = state[f"{side}.embed_positions.weight"]
     if a.get("layernorm_embedding"):
-        out.update(_norm(state, "encoder.layernorm_embedding", "encoder.emb_norm"))
+        out.update(_norm(state, f"{side}.layernorm_embedding", f"{dst}.emb_norm"))
+    return out
+
+
+def xling_state(state: dict, a: dict[str, Any], enc_rows: list[int], dec_rows: list[int], absent: list[int],
+                separate: bool) -> dict:
+    """fairseq parameter names and layouts -> TransformerSeq2Seq's: each side's embedding rows in
+    the xling vocabulary's order (``*_rows[xling id]`` = the fairseq row); ids the fairseq decoder
+    cannot emit get an output bias of -1e4 (never predicted: mass exp(-1e4) = 0, as in fairseq)."""
+    import torch
+
+    bias = torch.zeros(len(dec_rows))
+    bias[torch.tensor(absent, dtype=torch.long)] = -1e4
+    out = _tables(state, "encoder", a, enc_rows, "encoder")
+    if separate:
+        out.update(_tables(state, "decoder", a, dec_rows, "dec_embed"))
+        proj = state.get("decoder.output_projection.weight", state.get("decoder.embed_out"))
+        if proj is None:
+            proj = state["decoder.embed_tokens.weight"]
+        out["dec_head.weight"] = proj[torch.tensor(dec_rows)]
+        out["dec_head.bias"] = bias
+    else:
+        out["encoder.lm_head.weight"], out["encoder.lm_head.bias"] = out["encoder.tok_emb.weight"], bias
     for side, n, dst in (("encoder", a["encoder_layers"], "encoder.layers"), ("decoder", a["decoder_layers"], "dec_layers")):
         for i in range(n):
             s, d = f"{side}.layers.{i}", f"{dst}.{i}"
@@ -166,10 +195,19 @@ def xling_state(state: dict, a: dict[str, Any], rows: list[int], absent: list[in
     return {k: v.float().contiguous() for k, v in out.items()}
 
 
-def convert(checkpoint: str | Path, dictionary: str | Path, spm: str | Path, out: str | Path,
-            langs: list[str] | None = None) -> Path:
-    """Convert and save; returns the model directory (``xling translate --model`` decodes it)."""
+def _load_dict(path: str | Path, rows: int, what: str):
     from xling.convert.fairseq_dict import FairseqDict
+
+    fdict = FairseqDict.load(path)
+    if len(fdict) != rows:
+        raise XlingError(f"{path}: {len(fdict)} symbols (with the 4 specials) but the checkpoint's {what} embedding "
+                         f"has {rows} rows: not this model's dictionary")
+    return fdict
+
+
+def convert(checkpoint: str | Path, dictionary: str | Path, spm: str | Path, out: str | Path,
+            langs: list[str] | None = None, tgt_dictionary: str | Path | None = None) -> Path:
+    """Convert and save; returns the model directory (``xling translate --model`` decodes it)."""
     from xling.convert.pickles import load_checkpoint_pickle
     from xling.convert.spm_vocab import rebuild
     from xling.models.seq2seq import TransformerSeq2Seq
@@ -181,25 +219,33 @@ def convert(checkpoint: str | Path, dictionary: str | Path, spm: str | Path, out
     state = ckpt["model"]
     a = model_args(ckpt, where)
     check_expressible(a, state, where)
-    fdict = FairseqDict.load(dictionary)
-    n_rows = state["encoder.embed_tokens.weight"].shape[0]
-    if len(fdict) != n_rows:
-        raise XlingError(f"{dictionary}: {len(fdict)} symbols (with the 4 specials) but the checkpoint's embedding "
-                         f"has {n_rows} rows: not this model's dictionary")
+    fdict = _load_dict(dictionary, state["encoder.embed_tokens.weight"].shape[0], "encoder")
+    tdict = fdict if tgt_dictionary is None else _load_dict(
+        tgt_dictionary, state["decoder.embed_tokens.weight"].shape[0], "decoder")
+    if tgt_dictionary is None and state["decoder.embed_tokens.weight"].shape[0] != len(fdict):
+        raise XlingError(f"{where}: the decoder has its own dictionary ({state['decoder.embed_tokens.weight'].shape[0]}"
+                         f" rows): give it with --tgt-dict")
     if not Path(spm).is_file():
         raise XlingError(f"{spm}: no such SentencePiece model")
     specials = {"<s>": fdict.index("<s>"), "<pad>": fdict.index("<pad>"), "</s>": fdict.index("</s>"),
                 "<unk>": fdict.index("<unk>")}
-    mapping = rebuild(Path(spm).read_bytes(), list(fdict.symbols), specials, langs or ["xx"], where=str(spm))
-    cfg = xling_config(a, len(mapping.vocab), len(mapping.vocab.languages), specials["<pad>"])
+    tokens = list(fdict.symbols) + [t for t in tdict.symbols if t not in fdict]  # one xling vocabulary for both
+    mapping = rebuild(Path(spm).read_bytes(), tokens, specials, langs or ["xx"], where=str(spm))
+    pieces = [mapping.vocab._sp.id_to_piece(i) for i in range(len(mapping.vocab))]
+    enc_rows, dec_rows = [fdict.index(p) for p in pieces], [tdict.index(p) for p in pieces]  # unknown: <unk>
+    absent = [i for i, p in enumerate(pieces) if p not in tdict]  # the decoder never emits these
+    separate = separate_tables(a, state)
+    cfg = xling_config(a, len(mapping.vocab), len(mapping.vocab.languages), specials["<pad>"], separate)
     model = TransformerSeq2Seq(cfg)
-    missing, unexpected = model.load_state_dict(xling_state(state, a, mapping.rows, mapping.absent), strict=False)
-    tied = {"encoder.lm_head.weight"}
+    missing, unexpected = model.load_state_dict(xling_state(state, a, enc_rows, dec_rows, absent, separate),
+                                                strict=False)
+    tied = {"encoder.lm_head.weight", "encoder.lm_head.bias"} | ({"dec_head.weight"} if not cfg.untied_output else set())
     if set(missing) - tied or unexpected:
         raise XlingError(f"{where}: parameters do not fit: missing {sorted(set(missing) - tied)[:3]}, "
                          f"unexpected {sorted(unexpected)[:3]}")
     extra = {"converted": {"from": "fairseq", "checkpoint": Path(checkpoint).name, "arch": a["arch"],
-                           "args": _jsonable(a), "symbols": list(fdict.symbols), "counts": list(fdict.counts)}}
+                           "args": _jsonable(a), "symbols": list(fdict.symbols), "counts": list(fdict.counts),
+                           **({"tgt_symbols": list(tdict.symbols)} if tdict is not fdict else {})}}
     return model.save_pretrained(out, vocab=mapping.vocab, extra=extra)
 
 
@@ -212,7 +258,8 @@ def _jsonable(a: dict[str, Any]) -> dict[str, Any]:
 def _add_arguments(p) -> None:
     from xling.commands import args as A
 
-    p.add_argument("--dict", required=True, help="the model's dict.txt (one dictionary shared by source and target)")
+    p.add_argument("--dict", required=True, help="the model's (source) dict.txt")
+    p.add_argument("--tgt-dict", help="the target dict.txt, when the model has separate dictionaries")
     p.add_argument("--spm", required=True, help="the SentencePiece model the dictionary's tokens come from")
     p.add_argument("--langs", type=A.lang_list, default="", help="language codes to record, e.g. en,fr "
                    "(the model has no language embeddings; xling translate names them)")
@@ -220,7 +267,7 @@ def _add_arguments(p) -> None:
 
 def _run(args) -> int:
     langs = [x for x in args.langs.split(",") if x] or None
-    out = convert(args.input, args.dict, args.spm, args.out, langs)
+    out = convert(args.input, args.dict, args.spm, args.out, langs, args.tgt_dict)
     print(f"xling convert fairseq: {args.input} -> {out}")
     return 0
 

@@ -31,6 +31,8 @@ def check_exportable(cfg, where: str) -> None:
         why.append("the LM head has an XLM-style transform (fairseq's is a plain projection)")
     if cfg.use_lang_embeddings:
         why.append("language embeddings")
+    if cfg.separate_decoder_embeddings:
+        why.append("separate decoder embeddings (not exported yet)")
     if cfg.position_offset != 2:
         why.append(f"position offset {cfg.position_offset} (fairseq's is padding_idx + 1 = 2)")
     if why:

@@ -79,9 +79,18 @@ class Seq2SeqConfig(EncoderConfig):
     n_dec_layers: int = 6  # number of decoder layers (self-attention + cross-attention + feed-forward)
     source_bos: bool = True  # sources are <s> x </s> (xling, MASS); False: x </s> (fairseq's translation task)
     decoder_start: str = "bos"  # the first decoder input: "bos" (<s>, xling) or "eos" (</s>, fairseq)
+    separate_decoder_embeddings: bool = False  # the decoder has its own token / position tables and embedding norm
+    #   (fairseq without --share-all-embeddings); its outputs then go through its own projection
+    untied_output: bool = False  # with separate decoder embeddings: the output projection is not the decoder's
+    #   token embedding (fairseq without --share-decoder-input-output-embed)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if (self.separate_decoder_embeddings or self.untied_output) and self.lm_transform:
+            raise XlingError("model config separate_decoder_embeddings / untied_output: need lm_transform: false "
+                             "(the decoder's output is a plain projection)")
+        if self.untied_output and not self.separate_decoder_embeddings:
+            raise XlingError("model config untied_output: needs separate_decoder_embeddings")
         if self.decoder_start not in DECODER_STARTS:
             raise XlingError(f"model config decoder_start: {self.decoder_start!r} is not one of "
                              f"{', '.join(DECODER_STARTS)}")

@@ -110,14 +110,14 @@ def head_flops(c: EncoderConfig) -> float:
     return 2 * ((c.d_model * c.d_model if c.lm_transform else 0) + c.d_model * c.vocab_size)
 
 
-class TransformerEncoder(nn.Module):
-    """Transformer encoder with XLM embeddings and a tied LM head."""
+class Embedder:
+    """Token + position [+ language] embeddings, scaled, normalised and dropped out: the input
+    side of :class:`TransformerEncoder`, and of a seq2seq decoder with its own tables
+    (``Seq2SeqConfig.separate_decoder_embeddings``). Mixed into an ``nn.Module``."""
 
-    model_type = "transformer_encoder"
+    config: EncoderConfig
 
-    def __init__(self, config: EncoderConfig) -> None:
-        super().__init__()
-        self.config = c = config
+    def _build_embeddings(self, c: EncoderConfig) -> None:
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
         n_pos = c.max_positions + c.position_offset  # rows of the position table
         self.pos_emb = nn.Embedding(n_pos, c.d_model) if c.positions == "learned" else None
@@ -127,24 +127,6 @@ class TransformerEncoder(nn.Module):
         self.lang_emb = nn.Embedding(c.n_langs, c.d_model) if c.use_lang_embeddings else None
         self.emb_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.emb_norm else None
         self.drop = nn.Dropout(c.dropout)
-        self.layers = nn.ModuleList(
-            TransformerLayer(
-                c.d_model, c.n_heads, c.d_ff, c.dropout, c.attn_dropout, c.activation, c.pre_norm, c.layer_norm_eps
-            )
-            for _ in range(c.n_layers)
-        )
-        self.final_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.pre_norm else None
-        # LM head: dense + gelu + LayerNorm transform (BERT/XLM-R; lm_transform), then a projection to V.
-        self.lm_transform = nn.Linear(c.d_model, c.d_model) if c.lm_transform else None
-        self.lm_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.lm_transform else None
-        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=c.lm_bias)
-        init_weights(self, self.layers, c.init_std)
-        if c.tie_embeddings:
-            self.lm_head.weight = self.tok_emb.weight
-
-    def new_cache(self) -> KVCache:
-        """An empty key/value cache for incremental decoding with :meth:`forward`."""
-        return KVCache(self.config.n_layers)
 
     def embed(
         self,
@@ -177,6 +159,45 @@ class TransformerEncoder(nn.Module):
             _check_ids("language id", langs, c.n_langs)
             x = x + self.lang_emb(langs)
         return self.drop(self.emb_norm(x) if self.emb_norm is not None else x)
+
+
+
+class DecoderEmbeddings(Embedder, nn.Module):
+    """A seq2seq decoder's own embedding tables (fairseq models without --share-all-embeddings)."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self._build_embeddings(config)
+
+
+class TransformerEncoder(Embedder, nn.Module):
+    """Transformer encoder with XLM embeddings and a tied LM head."""
+
+    model_type = "transformer_encoder"
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self._build_embeddings(c)
+        self.layers = nn.ModuleList(
+            TransformerLayer(
+                c.d_model, c.n_heads, c.d_ff, c.dropout, c.attn_dropout, c.activation, c.pre_norm, c.layer_norm_eps
+            )
+            for _ in range(c.n_layers)
+        )
+        self.final_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.pre_norm else None
+        # LM head: dense + gelu + LayerNorm transform (BERT/XLM-R; lm_transform), then a projection to V.
+        self.lm_transform = nn.Linear(c.d_model, c.d_model) if c.lm_transform else None
+        self.lm_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.lm_transform else None
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=c.lm_bias)
+        init_weights(self, self.layers, c.init_std)
+        if c.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+
+    def new_cache(self) -> KVCache:
+        """An empty key/value cache for incremental decoding with :meth:`forward`."""
+        return KVCache(self.config.n_layers)
 
     def forward(
         self,

@@ -21,7 +21,14 @@ from torch import nn
 
 from xling.models import masks
 from xling.models.config import EncoderConfig, Seq2SeqConfig
-from xling.models.encoder import TransformerEncoder, attention_mask, head_flops, init_weights, layer_flops
+from xling.models.encoder import (
+    DecoderEmbeddings,
+    TransformerEncoder,
+    attention_mask,
+    head_flops,
+    init_weights,
+    layer_flops,
+)
 from xling.models.io import load_model_dir, save_model_dir
 from xling.models.layers import KVCache, TransformerLayer
 
@@ -51,6 +58,14 @@ class TransformerSeq2Seq(nn.Module):
         )
         self.dec_final_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.pre_norm else None
         init_weights(self.dec_layers, self.dec_layers, c.init_std)
+        self.dec_embed = self.dec_head = None  # default: the decoder shares the encoder's tables and head
+        if c.separate_decoder_embeddings:
+            self.dec_embed = DecoderEmbeddings(c.encoder_config())
+            self.dec_head = nn.Linear(c.d_model, c.vocab_size, bias=c.lm_bias)
+            init_weights(self.dec_embed, nn.ModuleList(), c.init_std)
+            init_weights(self.dec_head, nn.ModuleList(), c.init_std)
+            if not c.untied_output:
+                self.dec_head.weight = self.dec_embed.tok_emb.weight
 
     def new_cache(self) -> KVCache:
         """An empty key/value cache for incremental decoding with :meth:`decode`."""
@@ -93,7 +108,8 @@ class TransformerSeq2Seq(nn.Module):
         past = len(cache) if cache is not None else 0
         if memory is None and (cache is None or not len(cache.cross_attn[0])):
             raise ValueError("decode: memory is needed unless the cache already holds it")
-        x = self.encoder.embed(dec_tokens, langs, positions, past)  # (B, T, D)
+        embedder = self.dec_embed if self.dec_embed is not None else self.encoder
+        x = embedder.embed(dec_tokens, langs, positions, past)  # (B, T, D)
         key_pad = masks.key_padding(dec_tokens, self.config.pad_id)  # (B, T)
         if cache is not None:
             key_pad = cache.extend_key_pad(key_pad)  # (B, L + T)
@@ -137,7 +153,10 @@ class TransformerSeq2Seq(nn.Module):
         return self.decode(dec_tokens, memory, mem_pad, dec_langs, dec_positions)
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(..., D) encoder or decoder hidden states -> (..., V) logits (the shared LM head)."""
+        """(..., D) encoder or decoder hidden states -> (..., V) logits: the shared LM head, or the
+        decoder's own projection when it has separate embeddings (its outputs are what it predicts)."""
+        if self.dec_head is not None:
+            return self.dec_head(hidden)
         return self.encoder.lm_logits(hidden)
 
     def num_parameters(self) -> int:
