@@ -72,8 +72,6 @@ def _refuse(where: str, why: str) -> XlingError:
 
 def check_expressible(a: dict[str, Any], state: dict, where: str) -> None:
     """Refuse, with the reason, what xling's seq2seq cannot express."""
-    import torch
-
     if a.get("adaptive_softmax_cutoff"):
         raise _refuse(where, "adaptive softmax")
     for flag in ("cross_self_attention", "layer_wise_attention", "no_token_positional_embeddings"):
