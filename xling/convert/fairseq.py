@@ -243,7 +243,8 @@ def convert(checkpoint: str | Path, dictionary: str | Path, spm: str | Path, out
                          f"unexpected {sorted(unexpected)[:3]}")
     extra = {"converted": {"from": "fairseq", "checkpoint": Path(checkpoint).name, "arch": a["arch"],
                            "args": _jsonable(a), "symbols": list(fdict.symbols), "counts": list(fdict.counts),
-                           **({"tgt_symbols": list(tdict.symbols)} if tdict is not fdict else {})}}
+                           **({"tgt_symbols": list(tdict.symbols), "tgt_counts": list(tdict.counts)}
+                              if tdict is not fdict else {})}}
     return model.save_pretrained(out, vocab=mapping.vocab, extra=extra)
 
 

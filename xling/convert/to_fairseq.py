@@ -31,8 +31,6 @@ def check_exportable(cfg, where: str) -> None:
         why.append("the LM head has an XLM-style transform (fairseq's is a plain projection)")
     if cfg.use_lang_embeddings:
         why.append("language embeddings")
-    if cfg.separate_decoder_embeddings:
-        why.append("separate decoder embeddings (not exported yet)")
     if cfg.position_offset != 2:
         why.append(f"position offset {cfg.position_offset} (fairseq's is padding_idx + 1 = 2)")
     if why:
@@ -53,22 +51,26 @@ def _split_attn(state: dict, src: str, dst: str) -> dict:
     return out
 
 
-def fairseq_state(state: dict, cfg, rows: list[int]) -> dict:
-    """TransformerSeq2Seq parameters -> fairseq's names; ``rows[j]`` = the xling id of fairseq row j."""
+def fairseq_state(state: dict, cfg, rows: list[int], tgt_rows: list[int] | None = None) -> dict:
+    """TransformerSeq2Seq parameters -> fairseq's names; ``rows[j]`` = the xling id of fairseq
+    (source) row j, ``tgt_rows`` the same for the target dictionary (default: ``rows``)."""
     import torch
 
-    emb = state["encoder.tok_emb.weight"][torch.tensor(rows)]
-    out: dict = {"encoder.embed_tokens.weight": emb, "decoder.embed_tokens.weight": emb,
-                 "decoder.output_projection.weight": emb}
-    for side in ("encoder", "decoder"):
+    tgt_rows = rows if tgt_rows is None else tgt_rows
+    dec = "dec_embed" if cfg.separate_decoder_embeddings else "encoder"  # where the decoder's tables live
+    head = "dec_head" if cfg.separate_decoder_embeddings else "encoder.lm_head"
+    out: dict = {"encoder.embed_tokens.weight": state["encoder.tok_emb.weight"][torch.tensor(rows)],
+                 "decoder.embed_tokens.weight": state[f"{dec}.tok_emb.weight"][torch.tensor(tgt_rows)],
+                 "decoder.output_projection.weight": state[f"{head}.weight"][torch.tensor(tgt_rows)]}
+    for side, tables in (("encoder", "encoder"), ("decoder", dec)):
         out[f"{side}.version"] = torch.tensor([3.0])
         if cfg.positions == "sinusoidal":
             out[f"{side}.embed_positions._float_tensor"] = torch.zeros(1)  # fairseq: a dtype holder
         else:
-            out[f"{side}.embed_positions.weight"] = state["encoder.pos_emb.weight"]
+            out[f"{side}.embed_positions.weight"] = state[f"{tables}.pos_emb.weight"]
         if cfg.emb_norm:
             for kind in ("weight", "bias"):
-                out[f"{side}.layernorm_embedding.{kind}"] = state[f"encoder.emb_norm.{kind}"]
+                out[f"{side}.layernorm_embedding.{kind}"] = state[f"{tables}.emb_norm.{kind}"]
     norms = {"norm_attn": "self_attn_layer_norm", "norm_cross": "encoder_attn_layer_norm", "norm_ff": "final_layer_norm"}
     for side, n, src in (("encoder", cfg.n_layers, "encoder.layers"), ("decoder", cfg.n_dec_layers, "dec_layers")):
         for i in range(n):
@@ -123,25 +125,32 @@ def export(model_dir: str | Path, out: str | Path) -> Path:
     check_exportable(cfg, str(model_dir))
     vocab = Vocab.load(model_dir)
     record = (meta.get("extra") or {}).get("converted") or {}
-    if record.get("symbols"):  # converted from fairseq: its own dictionary, in its order
+    if record.get("symbols"):  # converted from fairseq: its own dictionaries, in their order
         fdict = FairseqDict(list(record["symbols"]), list(record["counts"]))
+        tdict = FairseqDict(list(record["tgt_symbols"]), list(record["tgt_counts"])) if record.get("tgt_symbols") \
+            else fdict
     else:
-        fdict = FairseqDict.from_tokens([vocab._sp.id_to_piece(i) for i in range(5, len(vocab))], padding_factor=8)
-    rows = []
-    for tok in fdict.symbols:
-        xid = vocab._sp.piece_to_id(tok)
-        if vocab._sp.id_to_piece(xid) != tok:
-            raise XlingError(f"{model_dir}: dictionary token {tok!r} is not in the model's vocabulary")
-        rows.append(xid)
-    state = fairseq_state(model.state_dict(), cfg, rows)
+        fdict = tdict = FairseqDict.from_tokens([vocab._sp.id_to_piece(i) for i in range(5, len(vocab))],
+                                                padding_factor=8)
+
+    def rows_of(d) -> list[int]:
+        rows = []
+        for tok in d.symbols:
+            xid = vocab._sp.piece_to_id(tok)
+            if vocab._sp.id_to_piece(xid) != tok:
+                raise XlingError(f"{model_dir}: dictionary token {tok!r} is not in the model's vocabulary")
+            rows.append(xid)
+        return rows
+
+    state = fairseq_state(model.state_dict(), cfg, rows_of(fdict), rows_of(tdict))
     ckpt = {"args": argparse.Namespace(**_args(cfg, record)), "model": state, "extra_state": {"epoch": 1},
             "optimizer_history": [{"criterion_name": "LabelSmoothedCrossEntropyCriterion", "optimizer_name": "Adam",
                                    "lr_scheduler_state": {}, "num_updates": 0}], "last_optimizer_state": None}
     spm_bytes = (Path(model_dir) / "spm.model").read_bytes()
     with atomic_dir(out) as tmp:
         torch.save(ckpt, tmp / "checkpoint.pt")
-        for name in ("dict.txt", "dict.src.txt", "dict.tgt.txt"):
-            fdict.save(tmp / name)
+        for name, d in (("dict.txt", fdict), ("dict.src.txt", fdict), ("dict.tgt.txt", tdict)):
+            d.save(tmp / name)
         (tmp / "spm.model").write_bytes(spm_bytes)
     return Path(out)
 
