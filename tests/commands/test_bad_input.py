@@ -267,7 +267,7 @@ def _input_cases(flag: str, kind: str, row: Row) -> list[Case]:
     return out
 
 
-def _set(opts: dict, flag: str, value) -> Callable:
+def _set(flag: str, value) -> Callable:
     return lambda o, w, i, d: o.update({flag: value})
 
 
@@ -277,20 +277,20 @@ def cases(row: Row) -> list[Case]:
         out += [Case(f"{flag}: {c.family}", c.expect, c.mutate) for c in _input_cases(flag, kind, row)]
     for flag in row.langs:
         bad = "../evil-en" if flag == "--pairs" else "../evil"
-        out.append(Case(f"{flag}: malformed language code", "error", _set({}, flag, bad)))
-        out.append(Case(f"{flag}: path in a language code", "error", _set({}, flag, "x/../../escaped")))
+        out.append(Case(f"{flag}: malformed language code", "error", _set(flag, bad)))
+        out.append(Case(f"{flag}: path in a language code", "error", _set(flag, "x/../../escaped")))
         if row.unknown_lang:
             code = f"{row.unknown_lang}-en" if flag == "--pairs" else row.unknown_lang
-            out.append(Case(f"{flag}: unknown language", "error", _set({}, flag, code)))
+            out.append(Case(f"{flag}: unknown language", "error", _set(flag, code)))
     if row.model:
         wrong = WRONG_KIND[row.command]
         out.append(Case("wrong model kind", "error", lambda o, w, i, d: o.update({row.model: getattr(w, wrong)})))
         out.append(Case("model: not a directory", "error", lambda o, w, i, d: o.update({row.model: _text(i, "m.txt")})))
     for flag in row.sizes:
-        out += [Case(f"{flag} 0", "error", _set({}, flag, "0")), Case(f"{flag} -1", "error", _set({}, flag, "-1")),
-                Case(f"{flag} not a number", "error", _set({}, flag, "many"))]
+        out += [Case(f"{flag} 0", "error", _set(flag, "0")), Case(f"{flag} -1", "error", _set(flag, "-1")),
+                Case(f"{flag} not a number", "error", _set(flag, "many"))]
     for flag in row.floats:
-        out += [Case(f"{flag} nan", "error", _set({}, flag, "nan")), Case(f"{flag} inf", "error", _set({}, flag, "inf"))]
+        out += [Case(f"{flag} nan", "error", _set(flag, "nan")), Case(f"{flag} inf", "error", _set(flag, "inf"))]
     if row.out:
         flag, kind = row.out
 
@@ -315,8 +315,8 @@ def cases(row: Row) -> list[Case]:
                       "masking.p_mask=0.95"):
             out.append(Case(f"--set {value!r}", "error", lambda o, w, i, d, v=value: o.update({"--set": v})))
     if row.device:
-        out.append(Case("--device banana", "error", _set({}, "--device", "banana")))
-        out.append(Case("--device cuda:7", "error", _set({}, "--device", "cuda:7")))
+        out.append(Case("--device banana", "error", _set("--device", "banana")))
+        out.append(Case("--device cuda:7", "error", _set("--device", "cuda:7")))
     return out
 
 

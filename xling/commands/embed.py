@@ -35,8 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from xling.embeddings.api import SentenceEncoder
     from xling.utils.truncation import Truncation
 
-    if args.batch_size < 1 or args.chunk < 1:
-        raise XlingError("--batch-size and --chunk: must be positive")
     texts = read_input(args.input)  # input errors before the (slower) model load
     where = "<stdin>" if args.input == "-" else args.input
     if not texts:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from xling.errors import XlingError
+from xling.utils.io import nul_byte_error
 
 
 def first_occurrences(hashes: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -49,7 +50,7 @@ class LineFile:
                 except UnicodeDecodeError as e:
                     raise XlingError(f"{self.path}:{line_no}: invalid UTF-8 (byte offset {pos + e.start})") from None
                 if b"\0" in line:  # as read_lines: binary data or UTF-16 is not text
-                    raise XlingError(f"{self.path}:{line_no}: NUL byte (a binary or UTF-16 file? xling reads UTF-8 text)")
+                    raise nul_byte_error(self.path, line_no)
                 offsets.append(pos)
                 hashes.append(hash(line))
                 nonempty.append(bool(text.strip()))

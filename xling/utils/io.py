@@ -193,6 +193,11 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+def nul_byte_error(path: str | os.PathLike, line_no: int) -> XlingError:
+    """The one-line error for a NUL byte in a text input (binary data, or UTF-16 read as UTF-8)."""
+    return XlingError(f"{path}:{line_no}: NUL byte (a binary or UTF-16 file? xling reads UTF-8 text)")
+
+
 def read_lines(path: str | os.PathLike, *, allow_empty: bool = False) -> list[str]:
     """Read a UTF-8 text file, one item per line (newline stripped).
 
@@ -210,7 +215,7 @@ def read_lines(path: str | os.PathLike, *, allow_empty: bool = False) -> list[st
         raise XlingError(f"{path}:{line_no}: invalid UTF-8 (byte offset {e.start})") from None
     if "\0" in text:  # binary data, or UTF-16 read as UTF-8: never text a model should see
         line_no = text[: text.index("\0")].count("\n") + 1
-        raise XlingError(f"{path}:{line_no}: NUL byte (a binary or UTF-16 file? xling reads UTF-8 text)")
+        raise nul_byte_error(path, line_no)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
