@@ -35,6 +35,7 @@ import sentencepiece as spm
 from xling.errors import XlingError, unknown
 from xling.tokenization.sampling import sample_counts, smoothed_probs
 from xling.tokenization.langs import check_langs
+from xling.tokenization.normalize import check_normalizers, normalize
 from xling.utils.integrity import verify_checksums
 from xling.utils.io import atomic_path, read_json, read_lines, write_json_atomic
 
@@ -73,6 +74,7 @@ class Vocab:
         self._languages = languages
         self._lang_ids = {c: i for i, c in enumerate(languages)}
         self.meta: dict[str, Any] = dict(meta or {})
+        self._normalize = check_normalizers(self.meta.get("normalize"), source)
 
     # ------------------------------------------------------------------ files
     @classmethod
@@ -142,12 +144,17 @@ class Vocab:
         return self._languages[lang_id]
 
     # ------------------------------------------------------------- tokens
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text`` (no BOS/EOS)."""
+    def encode(self, text: str, lang: str | None = None) -> list[int]:
+        """Token ids of ``text`` (no BOS/EOS), after the vocabulary's ``normalize`` steps
+        (:mod:`xling.tokenization.normalize`; ``lang``: the text's language, for steps that use it)."""
+        if self._normalize:
+            text = normalize(self._normalize, text, lang)
         return self._sp.encode(text, out_type=int)
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    def encode_batch(self, texts: Sequence[str], lang: str | None = None) -> list[list[int]]:
         """Token ids of many texts at once (SentencePiece's multithreaded batch encode)."""
+        if self._normalize:
+            texts = [normalize(self._normalize, t, lang) for t in texts]
         return self._sp.encode(list(texts), out_type=int)
 
     def decode(self, ids: Sequence[int]) -> str:
