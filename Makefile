@@ -36,9 +36,10 @@ test: venv fairseq-venv
 XLING_CACHE ?= $(HOME)/.cache/xling
 FAIRSEQ_VENV ?= $(XLING_CACHE)/fairseq-venv
 FAIRSEQ_STAMP := $(FAIRSEQ_VENV)/.built-fairseq-fixed-0.12.3.1-torch-2.13.0
+LASER_STAMP := $(FAIRSEQ_VENV)/.built-laser-encoders-0.0.2
 FAIRSEQ_PIP = PIP_CONSTRAINT=$(XLING_CACHE)/fairseq-constraints.txt $(FAIRSEQ_VENV)/bin/pip install -q
 
-fairseq-venv: $(FAIRSEQ_STAMP)
+fairseq-venv: $(FAIRSEQ_STAMP) $(LASER_STAMP)
 
 $(FAIRSEQ_STAMP):
 	mkdir -p $(XLING_CACHE)
@@ -53,6 +54,19 @@ $(FAIRSEQ_STAMP):
 	TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 $(FAIRSEQ_VENV)/bin/fairseq-generate --help > /dev/null
 	$(FAIRSEQ_VENV)/bin/python -c "import fairseq, torch; assert torch.version.cuda is None, torch.__version__; \
 	  print('fairseq', fairseq.__version__, 'torch', torch.__version__)" > $@.tmp
+	mv $@.tmp $@
+
+# laser_encoders 0.0.2 (LASER2 / LASER3 reference for tests/convert/test_laser_reference.py), added to the
+# fairseq side venv as its own step with its own stamp, so a venv built before this step gets it without a
+# rebuild. --no-deps: its fairseq>=0.12.2 requirement is met by fairseq-fixed (pip cannot see that); its
+# light requirements are listed (sacremoses pinned as it pins, requests for its download module). Same
+# PIP_CONSTRAINT: torch stays 2.13.0 (CPU).
+$(LASER_STAMP): $(FAIRSEQ_STAMP)
+	$(FAIRSEQ_PIP) sacremoses==0.1.0 unicategories requests
+	$(FAIRSEQ_PIP) --no-deps laser_encoders==0.0.2
+	! $(FAIRSEQ_VENV)/bin/pip list 2>/dev/null | grep -i '^nvidia-'
+	$(FAIRSEQ_VENV)/bin/python -c "import laser_encoders, sacremoses, torch; assert torch.version.cuda is None; \
+	  from laser_encoders.models import LaserLstmEncoder, LaserTransformerEncoder; print('laser_encoders 0.0.2')" > $@.tmp
 	mv $@.tmp $@
 
 quickstart: venv
