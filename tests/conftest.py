@@ -15,6 +15,11 @@ constants (``from conftest import FIXTURE_DB``) and the helpers shared across fo
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 FIXTURE_DB = FIXTURES / "bible_mini.db"
 TINY_CONFIG = ROOT / "configs" / "tiny.yaml"
+FAIRSEQ_ENV = ROOT / "scripts" / "fairseq_env.sh"
 
 
 @dataclass(frozen=True)
@@ -135,3 +141,54 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# ---------------------------------------------------------------- the fairseq side venv (issue 15)
+# The reference code that needs fairseq (fairseq itself, laser_encoders) runs in a side venv that
+# `make fairseq-venv` builds once per machine ($XLING_CACHE/fairseq-venv); tests run scripts in it
+# and read what they print or write. This process never imports fairseq nor unpickles its files.
+
+
+def xling_cache() -> Path:
+    return Path(os.environ.get("XLING_CACHE") or Path.home() / ".cache" / "xling")
+
+
+@contextmanager
+def file_lock(path: Path):
+    """One builder at a time (several pytest runs on one machine share the cache)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def side_env() -> dict[str, str]:
+    return dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS="1")
+
+
+@pytest.fixture(scope="session")
+def fairseq_python() -> Path:
+    """The side venv's python, built by `make fairseq-venv` if it is not there yet."""
+    with file_lock(xling_cache() / "fairseq-venv.lock"):
+        proc = subprocess.run(["make", "-s", "-C", str(ROOT), "fairseq-venv"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(
+            f"`make fairseq-venv` failed (exit {proc.returncode}); its output ends with:\n"
+            + (proc.stdout + proc.stderr)[-6000:],
+            pytrace=False,
+        )
+    check = subprocess.run(["sh", str(FAIRSEQ_ENV), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    python = Path(check.stdout.strip())
+    assert python.exists(), f"{python}: missing after `make fairseq-venv`"
+    return python
+
+
+def side_run(python: Path, code: str, *args: str) -> dict:
+    """Runs `code` in the side venv; its last stdout line is JSON."""
+    proc = subprocess.run([str(python), "-c", code, *args], capture_output=True, text=True, env=side_env())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -13,7 +13,6 @@ checkpoint's contents is read by a small script run in the side venv, which prin
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -21,16 +20,14 @@ import re
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import FIXTURE_DB, ROOT
+from conftest import FIXTURE_DB, ROOT, file_lock, side_env, side_run, xling_cache
 
 MAKE_TINY = ROOT / "tests" / "fairseq_ref" / "make_tiny.py"
-FAIRSEQ_ENV = ROOT / "scripts" / "fairseq_env.sh"
 VARIANTS = ("postnorm_shared", "prenorm_learned", "noscale")
 N_TEST = 50
 D_MODEL = 32
@@ -40,51 +37,6 @@ TOP_KEYS = ["args", "cfg", "model", "criterion", "optimizer_history", "task_stat
 
 # The first use builds the side venv (about 2.5 minutes) and the reference models (about 1.5).
 pytestmark = pytest.mark.timeout(1800)
-
-
-def xling_cache() -> Path:
-    return Path(os.environ.get("XLING_CACHE") or Path.home() / ".cache" / "xling")
-
-
-@contextmanager
-def file_lock(path: Path):
-    """One builder at a time (several pytest runs on one machine share the cache)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def side_env() -> dict[str, str]:
-    return dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS="1")
-
-
-@pytest.fixture(scope="session")
-def fairseq_python() -> Path:
-    """The side venv's python, built by `make fairseq-venv` if it is not there yet."""
-    with file_lock(xling_cache() / "fairseq-venv.lock"):
-        proc = subprocess.run(["make", "-s", "-C", str(ROOT), "fairseq-venv"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(
-            f"`make fairseq-venv` failed (exit {proc.returncode}); its output ends with:\n"
-            + (proc.stdout + proc.stderr)[-6000:],
-            pytrace=False,
-        )
-    check = subprocess.run(["sh", str(FAIRSEQ_ENV), "--check"], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-    python = Path(check.stdout.strip())
-    assert python.exists(), f"{python}: missing after `make fairseq-venv`"
-    return python
-
-
-def side_run(python: Path, code: str, *args: str) -> dict:
-    """Runs `code` in the side venv; its last stdout line is JSON."""
-    proc = subprocess.run([str(python), "-c", code, *args], capture_output=True, text=True, env=side_env())
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

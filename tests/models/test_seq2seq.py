@@ -18,7 +18,7 @@ from xling.models.encoder import TransformerEncoder
 from xling.models.seq2seq import TransformerSeq2Seq
 from xling.objectives.base import predict_masked
 from xling.objectives.mlm import MLMObjective
-from xling.objectives.seq2seq import Seq2SeqObjective
+from xling.objectives.seq2seq import Seq2SeqObjective, SupervisedConfig
 
 ATOL = 1e-5
 BOS, EOS = 2, 3
@@ -268,6 +268,35 @@ def test_seq2seq_batch_layout():
     assert "dec_positions" not in b  # decoder positions default to 0..T-1
     with pytest.raises(XlingError, match="label_smoothing"):
         Seq2SeqObjective(label_smoothing=1.0)
+
+
+def test_seq2seq_batch_in_fairseqs_layout():
+    """source_bos=False: sources x </s>; decoder_start=eos: decoder inputs </s> y (targets unchanged)."""
+    pairs = [([10, 11, 12], [20, 21]), ([13], [22, 23, 24])]
+    b = Seq2SeqObjective(source_bos=False, decoder_start="eos").make_batch(pairs, (0, 1), np.random.default_rng(0))
+    assert b["tokens"].tolist() == [[10, 11, 12, EOS], [13, EOS, 0, 0]]
+    assert b["dec_tokens"].tolist() == [[EOS, 20, 21, 0], [EOS, 22, 23, 24]]
+    assert b["targets"].tolist() == [[20, 21, EOS, IGNORE], [22, 23, 24, EOS]]
+    b = Seq2SeqObjective(source_bos=False).make_batch(pairs, (0, 1), np.random.default_rng(0))
+    assert b["dec_tokens"].tolist() == [[BOS, 20, 21, 0], [BOS, 22, 23, 24]]
+
+
+def test_the_objectives_build_the_models_layout(vocabs):
+    """translation builds the model's layout; mass, which builds xling's only, refuses fairseq's."""
+    from xling.data.examples import DataConfig
+    from xling.objectives.mass import MassConfig
+    from xling.objectives.registry import BuildContext, objective_kind
+
+    fairseq_layout = Seq2SeqConfig(**SIZES, source_bos=False, decoder_start="eos")
+    sections = {"seq2seq": SupervisedConfig(),
+                "masking": MaskingConfig(), "mass": MassConfig()}
+    ctx = BuildContext(vocabs[0], "seq2seq", DataConfig(), sections, fairseq_layout)
+    obj = objective_kind("translation").build(ctx)
+    assert (obj.source_bos, obj.decoder_start) == (False, "eos")
+    with pytest.raises(XlingError, match="objective mass: builds xling's layout only"):
+        objective_kind("mass").build(ctx)
+    xling_layout = BuildContext(vocabs[0], "seq2seq", DataConfig(), sections, Seq2SeqConfig(**SIZES))
+    assert objective_kind("mass").build(xling_layout) is not None
 
 
 def train(m, obj, batches, steps, lr):

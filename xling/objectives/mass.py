@@ -68,6 +68,7 @@ class MASSObjective:
 
 def _build(ctx: BuildContext) -> MASSObjective:
     v = ctx.vocab
+    ctx.require_xling_layout("mass")
     return MASSObjective(len(v), v.bos_id, v.eos_id, ctx.section("masking"), ctx.section("mass").span_ratio)
 
 

@@ -36,12 +36,26 @@ class BuildContext:
     model_type: str  # encoder | seq2seq | sentence
     data: Any  # DataConfig
     sections: Mapping[str, Any] = field(default_factory=dict)
+    model_config: Any = None  # the config of the model being trained (its layout: Seq2SeqConfig.source_bos...)
 
     def section(self, name: str) -> Any:
         """The config section ``name`` (a dataclass loaded from YAML)."""
         if name not in self.sections:
             raise XlingError(f"config: no section {name!r} for this objective")
         return self.sections[name]
+
+    def seq2seq_layout(self) -> tuple[bool, str]:
+        """The encoder-decoder's layout: (sources start with <s>, the decoder starts from "bos" / "eos");
+        xling's ``(True, "bos")`` when the model is not an encoder-decoder."""
+        c = self.model_config
+        return bool(getattr(c, "source_bos", True)), getattr(c, "decoder_start", "bos")
+
+    def require_xling_layout(self, kind: str) -> None:
+        """Refuse an encoder-decoder in fairseq's layout for an objective that builds xling's only."""
+        if self.seq2seq_layout() != (True, "bos"):
+            raise XlingError(f"objective {kind}: builds xling's layout only (<s> x </s>, decoder from <s>); this "
+                             "model has source_bos=false or decoder_start=eos (fairseq's layout), which the "
+                             "translation and summarization objectives train")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ An example is a (source ids, target ids) pair, both without BOS/EOS. The layout
 - decoder ``dec_tokens``: ``<s> y`` with the target language id, positions 0..;
 - ``targets``: ``y </s>`` (IGNORE on padding).
 
-Decoding starts from ``<s>`` at position 0 and stops at ``</s>``.
+Decoding starts from ``<s>`` at position 0 and stops at ``</s>``. An encoder-decoder in fairseq's
+layout (``Seq2SeqConfig.source_bos: false``, ``decoder_start: eos``) is trained in its own:
+sources ``x </s>``, decoder inputs ``</s> y`` (what ``xling convert to-fairseq`` exports).
 """
 
 from __future__ import annotations
@@ -56,12 +58,15 @@ class SupervisedConfig:
 
 @dataclass
 class Seq2SeqObjective:
-    """Teacher-forced cross-entropy of ``y </s>`` given ``<s> x </s>`` and ``<s> y``."""
+    """Teacher-forced cross-entropy of ``y </s>`` given ``<s> x </s>`` and ``<s> y`` (or the model's
+    fairseq layout: ``x </s>``, ``</s> y``)."""
 
     bos_id: int = 2  # <s>: starts the source and the decoder input
     eos_id: int = 3  # </s>: ends the source and the target
     label_smoothing: float = 0.1  # weight of the uniform distribution in the targets (0 = plain cross-entropy)
     name: str = "seq2seq"  # stats prefix when the batch names no task
+    source_bos: bool = True  # sources are <s> x </s>; False: x </s> (the model's Seq2SeqConfig.source_bos)
+    decoder_start: str = "bos"  # the decoder input starts with <s> ("bos") or </s> ("eos"), as the model's config
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -73,9 +78,13 @@ class Seq2SeqObjective:
         """``tokens, langs`` (B, S) and ``dec_tokens, dec_langs, targets`` (B, T); ``rng``
         is unused (no noise), kept for the objective contract."""
         src_lang, tgt_lang = lang_ids
-        tokens = pad_batch([with_bos_eos(x, self.bos_id, self.eos_id) for x, _ in pairs])  # (B, S)
+        if self.source_bos:
+            tokens = pad_batch([with_bos_eos(x, self.bos_id, self.eos_id) for x, _ in pairs])  # (B, S)
+        else:
+            tokens = pad_batch([np.concatenate([np.asarray(x, dtype=np.int64), [self.eos_id]]) for x, _ in pairs])
         ys = [np.asarray(y, dtype=np.int64) for _, y in pairs]
-        dec = pad_batch([np.concatenate([[self.bos_id], y]) for y in ys])  # (B, T)
+        start = self.eos_id if self.decoder_start == "eos" else self.bos_id
+        dec = pad_batch([np.concatenate([[start], y]) for y in ys])  # (B, T)
         targets = pad_batch([np.concatenate([y, [self.eos_id]]) for y in ys], pad_id=IGNORE)  # (B, T)
         return {
             "tokens": torch.from_numpy(tokens),
@@ -93,7 +102,8 @@ def _build(ctx: BuildContext) -> Any:
     """Teacher forcing on an encoder-decoder; UNILM's seq2seq fine-tuning on an encoder."""
     v, cfg, d = ctx.vocab, ctx.section("seq2seq"), ctx.data
     if ctx.model_type == "seq2seq":
-        return Seq2SeqObjective(v.bos_id, v.eos_id, cfg.label_smoothing)
+        source_bos, start = ctx.seq2seq_layout()
+        return Seq2SeqObjective(v.bos_id, v.eos_id, cfg.label_smoothing, source_bos=source_bos, decoder_start=start)
     from xling.objectives.unilm import UnilmSeq2SeqObjective  # imports this module
 
     return UnilmSeq2SeqObjective(len(v), cfg, v.bos_id, v.eos_id, ctx.section("masking"), d.max_len, d.max_tgt_len)

@@ -138,15 +138,6 @@ def _record_decoding(cfg: Any, rec: TrainingRecord) -> None:
         rec.seq2seq_corruption = cfg.seq2seq.corruption
 
 
-def _xling_layout(model, tasks: list) -> None:
-    """The objectives build xling's layout (``<s> x </s>``, decoder from ``<s>``): a model with
-    another one (converted from fairseq) decodes, but is not trained, with them."""
-    c = model.config
-    if not c.source_bos or c.decoder_start != "bos":
-        raise XlingError("init: this model uses fairseq's layout (source_bos=false / decoder_start=eos); "
-                         "xling's objectives train the <s> x </s> layout only, so it can translate but not be trained")
-
-
 def _streams_leave_decoder_unused(tasks: list) -> bool:
     return any(objective_kind(t.group).stream for t in tasks)  # encoder-only batches: no decoder gradient
 
@@ -171,7 +162,7 @@ def _hard_negatives(cfg: Any, model, tasks: list, vocab: Vocab) -> None:
 RECIPES: dict[str, ModelRecipe] = {r.name: r for r in (
     ModelRecipe("encoder", TransformerEncoder, init_transformer, check=_fits_positions, valid_parts=_mlm_probe,
                 record=_record_decoding),
-    ModelRecipe("seq2seq", TransformerSeq2Seq, init_transformer, check=_xling_layout,
+    ModelRecipe("seq2seq", TransformerSeq2Seq, init_transformer,
                 unused_in_ddp=_streams_leave_decoder_unused),
     ModelRecipe("sentence", SentenceEmbedder,
                 lambda cfg, vocab: ts.init_sentence_model(cfg.model, vocab, cfg.init, cfg.data.max_len),

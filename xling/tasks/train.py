@@ -60,12 +60,13 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
-def build_context(cfg: TrainConfig, vocab: Vocab) -> BuildContext:
-    """What the objective kinds see of the run: the vocabulary, the model type, the data section
-    and every other section by name (the masking section with the vocabulary's <mask> id)."""
+def build_context(cfg: TrainConfig, vocab: Vocab, model_config: Any = None) -> BuildContext:
+    """What the objective kinds see of the run: the vocabulary, the model type, the data section,
+    every other section by name (the masking section with the vocabulary's <mask> id) and the
+    config of the model being trained (its layout)."""
     sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     sections["masking"] = dataclasses.replace(cfg.masking, mask_id=vocab.mask_id)
-    return BuildContext(vocab, cfg.model_type, cfg.data, sections)
+    return BuildContext(vocab, cfg.model_type, cfg.data, sections, model_config)
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -156,12 +157,12 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, st
     import yaml
 
     rcp = recipe(cfg.model_type)
-    tasks = build_tasks(cfg.objectives, build_context(cfg, vocab))
+    torch.manual_seed(cfg.trainer.seed)
+    model = init_model(cfg, vocab)  # first: the objectives build the model's layout
+    tasks = build_tasks(cfg.objectives, build_context(cfg, vocab, model.config))
     loss_by_task = {t.name: t.objective for t in tasks}
     batches = MixtureBatches(tasks, max_tokens=cfg.data.max_tokens, alpha=cfg.data.alpha, seed=cfg.trainer.seed,
                              rank=distributed.rank(), world_size=distributed.world_size())
-    torch.manual_seed(cfg.trainer.seed)
-    model = init_model(cfg, vocab)
     rcp.prepare(cfg, model, tasks, vocab)
     rcp.check(model, tasks)
     trainer_cfg = cfg.trainer
