@@ -7,6 +7,8 @@ import pytest
 from xling.config import apply_overrides, from_dict, load_config, to_dict
 from xling.errors import XlingError
 
+from conftest import ROOT
+
 
 @dataclass
 class Inner:
@@ -59,3 +61,23 @@ def test_bad_yaml_file(tmp_path):
         load_config(Outer, p)
     with pytest.raises(XlingError, match="no such config"):
         load_config(Outer, tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    """Each config in configs/ is a valid TrainConfig (a classify_* one, a ClassifyConfig), with its
+    model section a valid model config for its model_type."""
+    from xling.classification.train import ClassifyConfig
+    from xling.tasks.train import TrainConfig, check_config
+
+    if path.name.startswith("classify"):
+        load_config(ClassifyConfig, path)
+        return
+    from xling.models.config import EncoderConfig, Seq2SeqConfig
+
+    cfg = load_config(TrainConfig, path)
+    if cfg.data.corpus and (cfg.data.vocab or cfg.init):  # the benchmark configs get theirs from the script
+        check_config(cfg)
+    if not cfg.init and cfg.model_type in ("encoder", "seq2seq"):
+        cls = Seq2SeqConfig if cfg.model_type == "seq2seq" else EncoderConfig
+        from_dict(cls, {**cfg.model, "vocab_size": 100, "n_langs": 2}, "model.")
