@@ -7,6 +7,10 @@ objective weights x alpha-smoothed data sizes, see :func:`task_probs`), takes
 that task's next token-budget batch of the current epoch and lets the objective
 build inputs + targets with fresh random masks. Its whole state (rng state,
 epoch and position of every task) is JSON, so a resumed run continues exactly.
+
+Weights may follow schedules (:mod:`xling.objectives.weights`): the trainer calls
+:meth:`MixtureBatches.set_step` before each update, and the probabilities follow the
+weights of that update (a weight of 0: the objective is not sampled).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 
 from xling.data.batching import token_budget_batches
 from xling.errors import XlingError
+from xling.objectives.weights import WeightSchedule
 from xling.tokenization.sampling import smoothed_probs
 
 
@@ -29,8 +34,9 @@ class Task:
     lengths: np.ndarray  # tokens per example, for token-budget batching
     lang: Any  # language id, or a (l1, l2) pair of ids
     group: str  # objective group the weight applies to ("mlm", "tlm", ...)
-    weight: float = 1.0  # weight of the group in the mixture
+    weight: float = 1.0  # weight of the group in the mixture (at the current update, with a schedule)
     clusters: np.ndarray | None = None  # (n,) optional: batches keep similar examples together (hard negatives)
+    schedule: WeightSchedule | None = None  # the weight by update (None: constant ``weight``)
 
 
 def task_probs(tasks: list[Task], alpha: float) -> np.ndarray:
@@ -72,6 +78,7 @@ class MixtureBatches:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.alpha = alpha
         self.probs = task_probs(tasks, alpha)
         self.rng = np.random.default_rng([seed, rank])
         self.cursor = {t.name: {"epoch": 0, "pos": 0} for t in tasks}
@@ -88,6 +95,19 @@ class MixtureBatches:
         mine = batches[self.rank :: self.world_size] or batches
         self._plans[t.name] = (epoch, mine)
         return mine
+
+    def set_step(self, step: int) -> None:
+        """Weights (and so probabilities) of update ``step`` (1-based) for the scheduled tasks."""
+        changed = False
+        for t in self.tasks:
+            if t.schedule is not None:
+                w = t.schedule.at(step)
+                changed |= w != t.weight
+                t.weight = w
+        if changed:
+            if sum({t.group: t.weight for t in self.tasks}.values()) <= 0:
+                raise XlingError(f"at update {step} every objective weight is 0 (check the weight schedules)")
+            self.probs = task_probs(self.tasks, self.alpha)
 
     def __iter__(self):
         return self

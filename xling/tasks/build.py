@@ -23,12 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from xling.errors import XlingError
 from xling.objectives.mixture import Task
 from xling.objectives.registry import BuildContext, objective_kind
+from xling.objectives.weights import check_weight, first_all_zero, parse_weight
 from xling.tokenization.langs import LangOrPair
 
 
@@ -37,7 +39,8 @@ class ObjectiveSpec:
     type: str = "mlm"  # an objective kind: mlm | tlm | clm | mass | unilm | translation | summarization
     #   | laser_translation | translation_ranking (xling.objectives.registry lists them)
     langs: list[LangOrPair] = field(default_factory=list)  # languages, or pairs: "de-en" (tlm), "en-de" = en->de (translation)
-    weight: float = 1.0  # weight of this objective in the mixture (XLM's lambda)
+    weight: Annotated[float | str, check_weight] = 1.0  # weight in the mixture (XLM's lambda): a number, or a
+    #   schedule "update:value,..." piecewise linear in updates, e.g. "0:1,100000:0.1,300000:0" (0 = skipped)
     corpus: str = ""  # this objective's corpus directory (default: data.corpus)
     max_examples: int = 0  # train on a random subset of this many examples per language/pair (0 = all)
 
@@ -61,6 +64,17 @@ def check_objectives(objectives: list[ObjectiveSpec], model_type: str) -> None:
             if (kind.langs == "pair") != ("-" in lang):
                 want = "a pair like de-en" if kind.langs == "pair" else "a language, not a pair"
                 raise XlingError(f"{where}: {lang!r} should be {want}")
+
+
+def check_weights(objectives: list[ObjectiveSpec], max_steps: int) -> None:
+    """Refuse a mixture whose weights are all 0 at some update of the run (naming the update)."""
+    first = {}
+    for o in objectives:  # the mixture weighs each objective type once (its first entry)
+        first.setdefault(o.type, parse_weight(o.weight, f"config objectives ({o.type}) weight"))
+    step = first_all_zero(list(first.values()), max(max_steps, 1))
+    if step is not None:
+        raise XlingError(f"config objectives: every weight is 0 at update {step} (of max_steps={max_steps}); "
+                         "nothing would be trained there")
 
 
 def task_langs(spec: ObjectiveSpec, ctx: BuildContext) -> list[str]:
@@ -102,5 +116,7 @@ def build_tasks(objectives: list[ObjectiveSpec], ctx: BuildContext, split: str =
                 ex, lengths = ex[:limit], lengths[:limit]
             if not ex:
                 raise XlingError(f"{corpus}: no usable {split} examples for {spec.type} {lang}")
-            tasks.append(Task(f"{spec.type}-{lang}", obj, ex, lengths, ids, spec.type, spec.weight))
+            sched = parse_weight(spec.weight, f"config objectives ({spec.type}) weight")
+            tasks.append(Task(f"{spec.type}-{lang}", obj, ex, lengths, ids, spec.type, sched.at(1),
+                              schedule=None if sched.constant else sched))
     return tasks

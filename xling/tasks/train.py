@@ -33,7 +33,7 @@ from xling.objectives.registry import BuildContext, objective_kind
 from xling.objectives.sentence import SentenceConfig
 from xling.objectives.seq2seq import SupervisedConfig
 from xling.objectives.unilm import UnilmConfig
-from xling.tasks.build import ObjectiveSpec, build_tasks, check_objectives
+from xling.tasks.build import ObjectiveSpec, build_tasks, check_objectives, check_weights
 from xling.tasks.recipes import recipe
 from xling.tokenization.vocab import Vocab
 from xling.training import distributed
@@ -76,6 +76,7 @@ def check_config(cfg: TrainConfig) -> None:
     if not cfg.data.vocab and not cfg.init:
         raise XlingError("config data.vocab is required (or init, a model directory holding its vocabulary)")
     check_objectives(cfg.objectives, cfg.model_type)
+    check_weights(cfg.objectives, cfg.trainer.max_steps)
 
 
 def init_model(cfg: TrainConfig, vocab: Vocab):

@@ -215,6 +215,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         self.optimizer.zero_grad(set_to_none=True)
+        if hasattr(self.batches, "set_step"):  # a batch source whose mixture follows the update count
+            self.batches.set_step(self.step + 1)
         total: torch.Tensor | None = None  # summed micro-batch losses, float64, on the device
         for i in range(cfg.grad_accum):
             batch = self._next_batch()
