@@ -31,6 +31,12 @@ class SentenceEmbedderConfig:
     lang_dim: int = 32  # target-language embedding fed to the decoder at every step (LASER: 32)
     dropout: float = 0.1  # dropout on token embeddings and LSTM outputs (encoder and decoder)
     pad_id: int = 0  # padding id: never pooled, never attended, never a target
+    source_bos: bool = True  # the encoder reads <s> x </s>; False: x </s> (LASER2, LASER3 without prepend_bos):
+    #   callers still give <s> x </s> (one layout everywhere) and embed() drops the <s> column
+    final_norm: bool = False  # transformer, post-norm only: a LayerNorm over the encoder's output states
+    #   (LASER3 files holding encoder.layer_norm with post-norm layers; pre-norm encoders have their own)
+    decoder: bool = True  # False: no bottleneck decoder (converted LASER2 / LASER3 encoders ship none):
+    #   the model embeds; decoding, and the translation objective, are errors
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_langs", "emb_dim", "hidden", "n_layers", "dec_emb_dim", "dec_hidden",
@@ -46,6 +52,15 @@ class SentenceEmbedderConfig:
             raise XlingError(f"model config dropout: must be in [0, 1), got {self.dropout!r}")
         if not 0 <= self.pad_id < self.vocab_size:
             raise XlingError(f"model config pad_id: {self.pad_id} outside the vocabulary (size {self.vocab_size})")
+        for name in ("src_lang_embedding", "source_bos", "final_norm", "decoder"):
+            if not isinstance(getattr(self, name), bool):
+                raise XlingError(f"model config {name}: must be true or false, got {getattr(self, name)!r}")
+        if self.pooling == "cls" and not self.source_bos:
+            raise XlingError("model config pooling: cls pools the <s> state, which source_bos: false removes")
+        if self.final_norm and (self.encoder != "transformer" or self.transformer is None
+                                or self.transformer.pre_norm):
+            raise XlingError("model config final_norm: only for a post-norm transformer encoder "
+                             "(a pre-norm one has its final LayerNorm already)")
         if self.encoder == "lstm":
             if self.pooling == "cls":
                 raise XlingError("model config pooling: cls needs encoder: transformer (a BiLSTM has no <s> summary)")

@@ -29,7 +29,7 @@ class EmbeddingStepDecoder:
         self.sent = embeddings.to(self.device, torch.float32)  # (N, D)
         self.lang = torch.full((self.sent.shape[0],), tgt_lang, dtype=torch.long, device=self.device)  # (N,)
         with torch.inference_mode():
-            self.state = model.decoder.initial_state(self.sent)  # (h, c) each (L, N, H)
+            self.state = model.need_decoder().initial_state(self.sent)  # (h, c) each (L, N, H)
 
     @property
     def n(self) -> int:

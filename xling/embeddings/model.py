@@ -10,6 +10,11 @@ through a decoder that sees nothing of the source but that vector.
   step's input is ``[token embedding; e; target-language embedding (32-d)]``, so all it knows
   of the source is ``e``. The output layer is tied to the decoder's token embeddings.
 
+Options for LASER's published encoders (``xling convert laser``): ``source_bos: false`` (the
+encoder reads ``x </s>``: the ``<s>`` column callers put first is dropped here, so data
+pipelines keep one layout), ``final_norm`` (a LayerNorm after post-norm transformer layers)
+and ``decoder: false`` (an encoder alone: embeddings only).
+
 The forward follows the model contract of the objectives (``xling.objectives.base``)::
 
     e = model(tokens)                                   # (B, S) -> (B, D) sentence embeddings
@@ -33,6 +38,7 @@ from xling.errors import XlingError
 from xling.models.encoder import TransformerEncoder
 from xling.models.io import load_model_dir, save_model_dir
 from xling.models.pooling import pool
+from xling.tokenization.vocab import BOS
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, H)
 
@@ -119,7 +125,8 @@ class SentenceEmbedder(nn.Module):
         super().__init__()
         self.config = c = config
         self.encoder: nn.Module = BiLSTMEncoder(c) if c.encoder == "lstm" else TransformerEncoder(c.transformer)
-        self.decoder = BottleneckDecoder(c, c.dim)
+        self.out_norm = nn.LayerNorm(c.dim, eps=c.transformer.layer_norm_eps) if c.final_norm else None
+        self.decoder = BottleneckDecoder(c, c.dim) if c.decoder else None
 
     @property
     def dim(self) -> int:
@@ -128,20 +135,31 @@ class SentenceEmbedder(nn.Module):
 
     @property
     def max_positions(self) -> int | None:
-        """Longest encoder input (with <s> </s>): the transformer's positions; None = unbounded."""
-        return self.config.transformer.max_positions if self.config.encoder == "transformer" else None
+        """Longest encoder input (with <s> </s>): the transformer's positions (one more when
+        ``source_bos`` is off: the <s> is dropped); None = unbounded."""
+        c = self.config
+        return c.transformer.max_positions + (not c.source_bos) if c.encoder == "transformer" else None
 
     def embed(self, tokens: torch.Tensor, langs: torch.Tensor | None = None,
               positions: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, S) ``<s> x </s>`` right-padded -> sentence embeddings (B, D).
 
-        langs (B, S): used only by a transformer with ``src_lang_embedding``; positions: transformer only."""
+        langs (B, S): used only by a transformer with ``src_lang_embedding``; positions: transformer only.
+        Without ``source_bos`` the first column (every row's <s>) is dropped before encoding."""
+        if not self.config.source_bos:
+            if not bool((tokens[:, 0] == BOS).all()):
+                raise ValueError("SentenceEmbedder: source_bos is off, so rows must start with the <s> it drops")
+            tokens = tokens[:, 1:]
+            langs = langs[:, 1:] if langs is not None else None
+            positions = positions[:, 1:] if positions is not None else None
         real = tokens != self.config.pad_id  # (B, S)
         if self.config.encoder == "lstm":
             h = self.encoder(tokens)  # (B, S, 2H)
         else:
             h = self.encoder(tokens, langs=langs if self.config.src_lang_embedding else None,
                              positions=positions)  # (B, S, D)
+        if self.out_norm is not None:
+            h = self.out_norm(h)
         return pool(h, real, self.config.pooling)
 
     def forward(self, tokens: torch.Tensor, langs: torch.Tensor | None = None,
@@ -159,12 +177,19 @@ class SentenceEmbedder(nn.Module):
             return sent
         if dec_langs is None:
             raise ValueError("SentenceEmbedder: dec_tokens need dec_langs (the target language)")
-        h, _ = self.decoder(dec_tokens, sent, dec_langs[:, 0])
+        h, _ = self.need_decoder()(dec_tokens, sent, dec_langs[:, 0])
         return h
+
+    def need_decoder(self) -> BottleneckDecoder:
+        """The decoder; an XlingError for a model without one (``decoder: false``)."""
+        if self.decoder is None:
+            raise XlingError("this sentence embedder has no decoder (decoder: false, e.g. a converted LASER "
+                             "encoder): it embeds only; it cannot decode nor train through a decoder")
+        return self.decoder
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Decoder states (..., E) -> vocabulary logits (..., V)."""
-        return self.decoder.logits(hidden)
+        return self.need_decoder().logits(hidden)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -36,6 +36,7 @@ def register_normalizer(name: str, fn: Normalizer) -> Normalizer:
 
 def _load_builtin() -> None:
     """Import the modules that register steps (one line per module)."""
+    import xling.tokenization.laser  # noqa: F401  (laser_punct)
 
 
 def known_normalizers() -> list[str]:
