@@ -220,3 +220,228 @@ def write_fairseq_model(d: Path, seed: int = 0, d_model: int = 16, layers: int =
                                        "optimizer_name": "Adam", "lr_scheduler_state": {}, "num_updates": 0}],
                 "last_optimizer_state": None}, d / "checkpoint.pt")
     return {"checkpoint": d / "checkpoint.pt", "dict": d / "dict.txt", "spm": d / "spm.model"}
+
+
+# ----------------------------------------------------------------------------- original XLM / MASS checkpoints
+# Tiny random checkpoints laid out as facebookresearch/XLM (``mlm_*.pth``) and microsoft/MASS
+# (``mass_*.pth``) write them (``Trainer.save_checkpoint``), with fastBPE codes learned on the given
+# text (xling convert xlm: tests/convert/test_xlm*.py, the bad-input table).
+
+XLM_TEXTS = {"en": FAIRSEQ_TEXTS[0::2][:40], "fr": FAIRSEQ_TEXTS[1::2][:40]}  # FAIRSEQ_TEXTS alternates en, fr ...
+
+
+def xlm_preprocess(text: str, lang: str, lower: bool = True) -> str:
+    """XLM's tools/tokenize.sh (+ lowercase_and_remove_accent.py) with sacremoses, to learn codes on."""
+    import unicodedata
+
+    from sacremoses import MosesPunctNormalizer, MosesTokenizer
+
+    norm = MosesPunctNormalizer(lang=lang)
+    text = norm.normalize(norm.replace_unicode_punct(text))
+    text = "".join(" " if unicodedata.category(c).startswith("C") else c for c in text)
+    text = MosesTokenizer(lang=lang).tokenize(text, return_str=True, escape=False)
+    if lower:
+        text = unicodedata.normalize("NFD", text.lower())
+        text = "".join(c for c in text if unicodedata.category(c) != "Mn").lower()
+    return text
+
+
+def learn_fastbpe_codes(lines: list[str], n_merges: int) -> str:
+    """BPE codes learned by subword-nmt on tokenized ``lines``, written as fastBPE writes them:
+    ``left right count`` (the pair's frequency when merged), no version header."""
+    import contextlib
+    import io
+    import re
+
+    from subword_nmt.learn_bpe import learn_bpe
+
+    out, log = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(log):
+        learn_bpe(lines, out, n_merges, min_frequency=2, verbose=True)
+    merges = out.getvalue().splitlines()[1:]  # after "#version: 0.2"
+    counts = [int(m) for m in re.findall(r"\(frequency (\d+)\)", log.getvalue())]
+    assert len(counts) == len(merges)
+    return "".join(f"{m} {c}\n" for m, c in zip(merges, counts))
+
+
+def xlm_dictionary(segmented: list[str], max_words: int | None = None) -> tuple[list[str], dict[str, int]]:
+    """XLM's dictionary of BPE-segmented lines: ``<s> </s> <pad> <unk> <special0..9>``, then the
+    tokens by decreasing count (fastBPE getvocab + XLM's Dictionary.read_vocab), cut to ``max_words``;
+    and the token counts."""
+    from collections import Counter
+
+    counts = Counter(t for line in segmented for t in line.split())
+    words = [w for w, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))][:max_words]
+    return ["<s>", "</s>", "<pad>", "<unk>", *(f"<special{i}>" for i in range(10)), *words], counts
+
+
+def xlm_state(n_words: int, d: int, layers: int, n_langs: int, seed: int, decoder: bool = False,
+              per_lang_out: bool = False, n_positions: int = 512) -> dict:
+    """A random state dict with XLM's parameter names (xlm/model/transformer.py; MASS's decoder:
+    ``encoder_attn.i.out_lin.{lang}``); pred_layer.proj tied to the embeddings, pad row zero."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=0.3):
+        return torch.randn(*shape, generator=g) * scale
+
+    def linear(name, n_out, n_in):
+        s[f"{name}.weight"], s[f"{name}.bias"] = rnd(n_out, n_in, scale=n_in ** -0.5), rnd(n_out, scale=0.1)
+
+    def norm(name):
+        s[f"{name}.weight"], s[f"{name}.bias"] = 1 + rnd(d, scale=0.1), rnd(d, scale=0.1)
+
+    s: dict = {"position_embeddings.weight": rnd(n_positions, d)}
+    if n_langs > 1:
+        s["lang_embeddings.weight"] = rnd(n_langs, d)
+    s["embeddings.weight"] = rnd(n_words, d)
+    s["embeddings.weight"][2] = 0.0  # XLM's Embedding(padding_idx=pad_index): a zero row, never trained
+    norm("layer_norm_emb")
+    for i in range(layers):
+        for x in ("q", "k", "v", "out"):
+            linear(f"attentions.{i}.{x}_lin", d, d)
+        norm(f"layer_norm1.{i}")
+        if decoder:
+            norm(f"layer_norm15.{i}")
+            for x in ("q", "k", "v"):
+                linear(f"encoder_attn.{i}.{x}_lin", d, d)
+            for name in ([f"encoder_attn.{i}.out_lin.{k}" for k in range(n_langs)] if per_lang_out
+                         else [f"encoder_attn.{i}.out_lin"]):
+                linear(name, d, d)
+        linear(f"ffns.{i}.lin1", 4 * d, d)
+        linear(f"ffns.{i}.lin2", d, 4 * d)
+        norm(f"layer_norm2.{i}")
+    s["pred_layer.proj.weight"] = s["embeddings.weight"]  # share_inout_emb: one tensor under both names
+    s["pred_layer.proj.bias"] = rnd(n_words, scale=0.1)
+    s["pred_layer.proj.bias"][2] = -5.0  # <pad>: trained models never predict it (xling's search bans it)
+    return s
+
+
+def write_xlm_model(d: Path, kind: str = "mlm", texts: dict[str, list[str]] | None = None, d_model: int = 32,
+                    layers: int = 2, heads: int = 4, n_merges: int = 200, max_words: int | None = None,
+                    seed: int = 0, lower: bool = True, legacy_format: bool = True) -> dict:
+    """``kind`` "mlm": ``mlm_tiny.pth`` ({model, params, dico_*}, XLM's MLM trainer); "mass":
+    ``mass_tiny.pth`` ({encoder, decoder, params, dico_*}, MASS's per-language cross-attention
+    outputs); "mt": XLM's own encoder-decoder (one cross-attention output). Also ``codes`` (fastBPE
+    codes learned on ``texts``, preprocessed as XLM does, lowercased when ``lower``). Saved in
+    torch's pre-1.6 (non-zip) format as the released files are, unless ``legacy_format`` is off.
+    Returns the paths, the dictionary, the word counts and the params."""
+    import io
+
+    import numpy as np
+    import torch
+    from subword_nmt.apply_bpe import BPE
+
+    texts = texts or XLM_TEXTS
+    langs = sorted(texts)
+    d.mkdir(parents=True, exist_ok=True)
+    tok = {lang: [xlm_preprocess(t, lang, lower) for t in texts[lang]] for lang in langs}
+    codes = learn_fastbpe_codes([line for lang in langs for line in tok[lang]], n_merges)
+    (d / "codes").write_text(codes, encoding="utf-8")
+    bpe = BPE(io.StringIO("#version: 0.2\n" + "".join(" ".join(x.split()[:2]) + "\n" for x in codes.splitlines())))
+    words, counts = xlm_dictionary([bpe.process_line(line) for lang in langs for line in tok[lang]], max_words)
+    n_langs = len(langs)
+    params = dict(
+        dump_path=str(d), exp_name="tiny", exp_id="0", lgs="-".join(langs), langs=langs, n_langs=n_langs,
+        id2lang=dict(enumerate(langs)), lang2id={lang: i for i, lang in enumerate(langs)},
+        emb_dim=d_model, n_layers=layers, n_heads=heads, dropout=0.1, attention_dropout=0.1, gelu_activation=True,
+        share_inout_emb=True, sinusoidal_embeddings=False, use_lang_emb=True, asm=False, asm_cutoffs="8000,20000",
+        asm_div_value=4, use_memory=False, encoder_only=kind == "mlm", n_words=len(words), bos_index=0, eos_index=1,
+        pad_index=2, unk_index=3, mask_index=5, word_mask_keep_rand="0.8,0.1,0.1", word_mask=0.8, word_keep=0.1,
+        word_rand=0.1, sample_alpha=0.0, mask_scores=np.maximum(np.array([counts.get(w, 0) for w in words]), 1.0),
+        pred_probs=torch.FloatTensor([0.8, 0.1, 0.1]), mlm_steps=[(lang, None) for lang in langs],
+        mono_dataset={lang: {"train": f"train.{lang}.pth"} for lang in langs}, para_dataset={}, is_master=True,
+        command="python train.py --exp_name tiny")
+    meta = {"dico_id2word": dict(enumerate(words)), "dico_word2id": {w: i for i, w in enumerate(words)},
+            "dico_counts": {w: counts.get(w, 0) for w in words}, "epoch": 1, "n_total_iter": 10}
+    if kind == "mlm":
+        ckpt = {"model": xlm_state(len(words), d_model, layers, n_langs, seed), "params": params, **meta}
+    else:
+        params.update(n_dec_layers=layers, attention_setting="v1", english_only=False, mass_steps=langs)
+        ckpt = {"encoder": xlm_state(len(words), d_model, layers, n_langs, seed), **meta, "params": params,
+                "decoder": xlm_state(len(words), d_model, layers, n_langs, seed + 1, decoder=True,
+                                     per_lang_out=kind == "mass")}
+    path = d / ("mlm_tiny.pth" if kind == "mlm" else f"{kind}_tiny.pth")
+    torch.save(ckpt, path, _use_new_zipfile_serialization=not legacy_format)
+    return {"checkpoint": path, "codes": d / "codes", "words": words, "params": params}
+
+
+def bible_texts(d: Path) -> dict[str, list[str]]:
+    """Every verse of the fixture database's English and French Bibles (all splits)."""
+    from xling.data.bible import build_bible_corpus
+
+    root = Path(__file__).resolve().parent
+    build_bible_corpus(["en", "fr"], d, db_path=root / "fixtures" / "bible_mini.db", progress=False)
+    return {lang: [line for split in ("train", "valid", "test")
+                   for line in (d / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()] for lang in ("en", "fr")}
+
+
+def hf_xlm(state: dict, params: dict, lm: bool = True):
+    """The reference: ``transformers``' XLMWithLMHeadModel (``lm``) or XLMModel configured from XLM's
+    ``params`` and loaded, strictly, with an XLM state dict as transformers' own converter of the
+    original checkpoints did (every name but pred_layer's prefixed ``transformer.``)."""
+    from transformers import XLMConfig, XLMModel, XLMWithLMHeadModel
+
+    cfg = XLMConfig(vocab_size=params["n_words"], emb_dim=params["emb_dim"], n_layers=params["n_layers"],
+                    n_heads=params["n_heads"], dropout=params["dropout"], attention_dropout=params["attention_dropout"],
+                    gelu_activation=params["gelu_activation"], sinusoidal_embeddings=params["sinusoidal_embeddings"],
+                    asm=params["asm"], n_langs=params["n_langs"], use_lang_emb=params["use_lang_emb"],
+                    max_position_embeddings=state["position_embeddings.weight"].shape[0], layer_norm_eps=1e-12,
+                    causal=False, is_encoder=True, tie_word_embeddings=params["share_inout_emb"],
+                    pad_token_id=params["pad_index"], bos_token_id=params["bos_index"],
+                    eos_token_id=params["eos_index"], unk_index=params["unk_index"], mask_index=params["mask_index"])
+    if lm:
+        model = XLMWithLMHeadModel(cfg)
+        model.load_state_dict({k if k.startswith("pred_layer") else f"transformer.{k}": v for k, v in state.items()},
+                              strict=True)
+    else:
+        model = XLMModel(cfg)
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith("pred_layer")}, strict=True)
+    return model.eval()
+
+
+def hf_xlm_tokenizer(words: list[str], codes: Path, params: dict, lower: bool, d: Path):
+    """The reference tokenizer: ``transformers``' XLMTokenizer built from XLM's dictionary and the
+    fastBPE codes, its vocabulary made as transformers' converter made it (``@@`` stripped,
+    ``</w>`` appended to word-final tokens)."""
+    import json
+
+    from transformers import XLMTokenizer
+
+    d.mkdir(parents=True, exist_ok=True)
+    vocab = {(w + "</w>" if "@@" not in w and i > 13 else w.replace("@@", "")): i for i, w in enumerate(words)}
+    (d / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (d / "merges.txt").write_text(codes.read_text(encoding="utf-8"), encoding="utf-8")
+    return XLMTokenizer(str(d / "vocab.json"), str(d / "merges.txt"), do_lowercase_and_remove_accent=lower,
+                        lang2id=params["lang2id"], id2lang=params["id2lang"])
+
+
+def write_laser_model(d: Path, kind: str = "laser2", seed: int = 0) -> dict[str, Path]:
+    """A random LASER encoder laid out as LASER's files are, with ``spm.model`` and ``dict.txt``
+    (the ``.cvocab``) of :func:`write_fairseq_model`. ``laser2``: ``{params, model, dictionary}``
+    (LaserLstmEncoder's arguments and parameter names, a 2-layer BiLSTM of 8 per direction);
+    ``laser3``: ``{cfg: {model: Namespace}, model}``, that fairseq model's state (decoder
+    included, which laser_encoders drops) with LASER3's cfg fields. Numerics are checked against
+    laser_encoders itself in tests/convert/test_laser_reference.py; these feed format and
+    bad-input tests."""
+    import torch
+
+    from xling.convert.fairseq_dict import FairseqDict
+
+    files = write_fairseq_model(d / "fairseq", seed=seed)
+    out = {"spm": files["spm"], "cvocab": files["dict"], "checkpoint": d / f"{kind}.pt"}
+    if kind == "laser3":
+        ck = torch.load(files["checkpoint"], weights_only=False)  # our own file, just written
+        vars(ck["args"]).update(sentemb_criterion="maxpool", prepend_bos=False, left_pad_source=True)
+        torch.save({"cfg": {"model": ck["args"]}, "model": ck["model"]}, out["checkpoint"])
+        return out
+    fdict = FairseqDict.load(files["dict"])
+    torch.manual_seed(seed)
+    params = dict(num_embeddings=len(fdict), padding_idx=1, embed_dim=8, hidden_size=8, num_layers=2,
+                  bidirectional=True, left_pad=True, padding_value=0.0)
+    lstm = torch.nn.LSTM(8, 8, num_layers=2, bidirectional=True)
+    state = {"embed_tokens.weight": torch.randn(len(fdict), 8), **{f"lstm.{k}": v for k, v in lstm.state_dict().items()}}
+    torch.save({"params": params, "model": state, "dictionary": {s: i for i, s in enumerate(fdict.symbols)}},
+               out["checkpoint"])
+    return out

@@ -39,8 +39,10 @@ def encode_examples(vocab: Vocab, examples: list[Example], lang_id: int, max_len
                     truncation: Truncation | None = None) -> tuple[list, np.ndarray]:
     """Token examples ``(token_example(...), label id)`` (label -1 without ``labels``) and
     their lengths (N,); ``truncation`` counts the sentences (both of a pair) cut to ``max_len``."""
-    a = vocab.encode_batch([x.text for x in examples])
-    b = vocab.encode_batch([x.text_b for x in examples]) if examples and examples[0].text_b is not None else None
+    lang = vocab.lang_code(lang_id)  # the text's language, for a vocabulary's language-dependent steps (Moses)
+    a = vocab.encode_batch([x.text for x in examples], lang=lang)
+    pairs = bool(examples) and examples[0].text_b is not None
+    b = vocab.encode_batch([x.text_b for x in examples], lang=lang) if pairs else None
     if truncation is not None:
         truncation.add([len(x) for x in a + (b or [])], max_len)
     out = []

@@ -53,14 +53,14 @@ def evaluate_xlm(
     result: dict = {"mlm": {}, "translation_probe": {}}
     for lang in tqdm(langs, desc="mlm", disable=not progress):
         lid = vocab.lang_id(lang)
-        rows = make_stream(vocab.encode_batch(mono[lang]), stream_len, vocab.eos_id)
+        rows = make_stream(vocab.encode_batch(mono[lang], lang=lang), stream_len, vocab.eos_id)
         result["mlm"][lang] = mlm_scores(model, rows[:max_rows], lid, len(vocab), seed=seed)
     for pair in tqdm(pairs, desc="probe", disable=not progress):
         l1, l2 = pair_langs[pair]
         a, b = para[pair]
         a, b = a[:max_pairs], b[:max_pairs]
-        xa = [np.asarray(x[:126], dtype=np.int64) for x in vocab.encode_batch(a)]
-        xb = [np.asarray(x[:126], dtype=np.int64) for x in vocab.encode_batch(b)]
+        xa = [np.asarray(x[:126], dtype=np.int64) for x in vocab.encode_batch(a, lang=l1)]
+        xb = [np.asarray(x[:126], dtype=np.int64) for x in vocab.encode_batch(b, lang=l2)]
         for src, tgt, xs, xt in ((l1, l2, xa, xb), (l2, l1, xb, xa)):
             result["translation_probe"][f"{src}|{tgt}"] = translation_probe(
                 model, list(zip(xs, xt)), vocab.lang_id(src), vocab.lang_id(tgt), seed=seed,

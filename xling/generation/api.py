@@ -142,7 +142,7 @@ def generate_nbest(model: torch.nn.Module, vocab: Vocab, texts: Sequence[str], s
         raise XlingError(f"max tokens: must be a positive integer, got {max_tokens!r}")
     results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in texts]
     where = [i for i, t in enumerate(texts) if t.strip()]  # non-empty inputs
-    ids = vocab.encode_batch([texts[i] for i in where]) if where else []
+    ids = vocab.encode_batch([texts[i] for i in where], lang=src_lang) if where else []
     budget = max_source_len(model, max_src_len)
     with counting(truncation, log, "input lines") as cut:
         if cut.add(map(len, ids), budget, total=len(texts)):

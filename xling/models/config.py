@@ -83,6 +83,8 @@ class Seq2SeqConfig(EncoderConfig):
     #   (fairseq without --share-all-embeddings); its outputs then go through its own projection
     untied_output: bool = False  # with separate decoder embeddings: the output projection is not the decoder's
     #   token embedding (fairseq without --share-decoder-input-output-embed)
+    cross_out_per_lang: bool = False  # the decoder's cross-attention has one output projection per language,
+    #   chosen by each row's target language (MASS's encoder_attn.i.out_lin.{lang}); decoding needs the languages
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,6 +99,8 @@ class Seq2SeqConfig(EncoderConfig):
         value = self.n_dec_layers
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise XlingError(f"model config n_dec_layers: must be a positive integer, got {value!r}")
+        if not isinstance(self.cross_out_per_lang, bool):
+            raise XlingError(f"model config cross_out_per_lang: must be true or false, got {self.cross_out_per_lang!r}")
 
     def encoder_config(self) -> EncoderConfig:
         """The EncoderConfig of the encoder part (every field but n_dec_layers)."""

@@ -167,10 +167,35 @@ class KVCache:
             self.key_pad = self.key_pad[:, :length]
 
 
-class MultiHeadAttention(nn.Module):
-    """Multi-head attention; self-attention uses one fused (D, 3D) QKV projection."""
+class LangLinear(nn.Module):
+    """One ``Linear(d_in, d_out)`` per language, chosen per batch row by its language id: MASS's
+    cross-attention output projection (``encoder_attn.i.out_lin.{lang}``). ``weight`` is
+    (n_langs, d_out, d_in), ``bias`` (n_langs, d_out)."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, cross: bool = False) -> None:
+    def __init__(self, n_langs: int, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_langs, d_out, d_in))
+        self.bias = nn.Parameter(torch.zeros(n_langs, d_out))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor, langs: torch.Tensor | None) -> torch.Tensor:
+        """x (B, T, d_in), langs (B,) language id of each row -> (B, T, d_out)."""
+        if langs is None:
+            raise ValueError("a per-language projection needs the language of each row")
+        first = langs[:1]
+        if bool((langs == first).all()):  # one language in the batch (translation): one matmul
+            return F.linear(x, self.weight[first[0]], self.bias[first[0]])
+        return torch.baddbmm(self.bias[langs][:, None, :], x, self.weight[langs].transpose(1, 2))
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention; self-attention uses one fused (D, 3D) QKV projection.
+
+    ``out_langs`` > 0 (cross-attention of a MASS decoder): one output projection per language
+    (:class:`LangLinear`), chosen by the ``out_langs`` ids given to :meth:`forward`."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, cross: bool = False,
+                 out_langs: int = 0) -> None:
         super().__init__()
         assert d_model % n_heads == 0, "d_model must be divisible by n_heads"
         self.n_heads = n_heads
@@ -182,7 +207,7 @@ class MultiHeadAttention(nn.Module):
             self.kv_proj = nn.Linear(d_model, 2 * d_model)
         else:
             self.qkv_proj = nn.Linear(d_model, 3 * d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.out_proj = LangLinear(out_langs, d_model, d_model) if out_langs else nn.Linear(d_model, d_model)
 
     def _heads(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
         """(B, T, n*D) -> n tensors (B, H, T, hd) (views, no copy)."""
@@ -197,6 +222,7 @@ class MultiHeadAttention(nn.Module):
         kv: torch.Tensor | None = None,
         cache: LayerKV | None = None,
         is_causal: bool = False,
+        out_langs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Attend from ``x`` (B, Tq, D) to itself, or to ``kv`` (B, Tk, D) when cross.
 
@@ -204,7 +230,8 @@ class MultiHeadAttention(nn.Module):
         cache: self-attention appends the new keys/values to it and attends to all of
         them; cross-attention projects ``kv`` once, stores it and reuses it afterwards
         (``kv`` may then be None). is_causal: use SDPA's causal fast path (no mask,
-        Tq == Tk, no cache).
+        Tq == Tk, no cache). out_langs: (B,) language ids choosing the output projection of
+        each row (only with per-language projections).
         Returns (B, Tq, D).
         """
         B, T, D = x.shape
@@ -237,6 +264,8 @@ class MultiHeadAttention(nn.Module):
         if g > 1:
             y = y.view(B // g, self.n_heads, g, T, self.head_dim).transpose(1, 2)  # (B / g, g, H, T, hd)
         y = y.reshape(B, self.n_heads, T, self.head_dim).transpose(1, 2).reshape(B, T, D)
+        if isinstance(self.out_proj, LangLinear):
+            return self.out_proj(y, out_langs)
         return self.out_proj(y)
 
     def _group_queries(self, q: torch.Tensor, attn_mask: torch.Tensor | None, g: int
@@ -285,12 +314,14 @@ class TransformerLayer(nn.Module):
         pre_norm: bool = True,
         layer_norm_eps: float = 1e-5,
         cross_attention: bool = False,
+        cross_out_langs: int = 0,
     ) -> None:
         super().__init__()
         self.pre_norm = pre_norm
         self.self_attn = MultiHeadAttention(d_model, n_heads, attn_dropout)
         self.norm_attn = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, attn_dropout, cross=True) if cross_attention else None
+        self.cross_attn = (MultiHeadAttention(d_model, n_heads, attn_dropout, cross=True, out_langs=cross_out_langs)
+                           if cross_attention else None)
         self.norm_cross = nn.LayerNorm(d_model, eps=layer_norm_eps) if cross_attention else None
         self.ff = FeedForward(d_model, d_ff, activation)
         self.norm_ff = nn.LayerNorm(d_model, eps=layer_norm_eps)
@@ -310,6 +341,7 @@ class TransformerLayer(nn.Module):
         memory_mask: torch.Tensor | None = None,
         cache: LayerKV | None = None,
         cross_cache: LayerKV | None = None,
+        langs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x (B, T, D) -> (B, T, D).
 
@@ -317,10 +349,13 @@ class TransformerLayer(nn.Module):
         memory (B, Ts, D) and memory_mask (broadcastable to (B, H, T, Ts)): encoder output
         for the cross-attention sub-layer (only in layers built with cross_attention).
         cache / cross_cache: per-layer key/value caches for incremental decoding.
+        langs: (B,) language id of each row, choosing the cross-attention's output projection
+        (layers built with ``cross_out_langs``).
         """
         x = self._residual(x, self.norm_attn, lambda h: self.self_attn(h, attn_mask, cache=cache, is_causal=is_causal))
         if self.cross_attn is not None:
             x = self._residual(
-                x, self.norm_cross, lambda h: self.cross_attn(h, memory_mask, kv=memory, cache=cross_cache)
+                x, self.norm_cross,
+                lambda h: self.cross_attn(h, memory_mask, kv=memory, cache=cross_cache, out_langs=langs),
             )
         return self._residual(x, self.norm_ff, self.ff)

@@ -19,11 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from xling.errors import XlingError
 from xling.models import masks
 from xling.models.config import EncoderConfig, Seq2SeqConfig
 from xling.models.encoder import (
     DecoderEmbeddings,
     TransformerEncoder,
+    _check_ids,
     attention_mask,
     head_flops,
     init_weights,
@@ -53,6 +55,7 @@ class TransformerSeq2Seq(nn.Module):
                 c.pre_norm,
                 c.layer_norm_eps,
                 cross_attention=True,
+                cross_out_langs=c.n_langs if c.cross_out_per_lang else 0,
             )
             for _ in range(c.n_dec_layers)
         )
@@ -97,7 +100,9 @@ class TransformerSeq2Seq(nn.Module):
         mem_pad: (B, S) bool, True = real source token (needed at every step; reorder it
             with the cache in beam search).
         langs / positions: (B, T) language and position ids of the decoder tokens;
-            positions default to ``len(cache) .. len(cache) + T - 1``.
+            positions default to ``len(cache) .. len(cache) + T - 1``. With
+            ``cross_out_per_lang`` the languages are required: a row's largest id (its target
+            language, as MASS takes it) picks its cross-attention output projection.
         attn_mask: self-attention mask, bool (T, L + T) or (B, T, L + T) with L cached
             positions; None = causal (left-to-right; one new token sees every cached one).
         cache: a :meth:`new_cache` object; self-attention keys/values are appended to it.
@@ -108,6 +113,12 @@ class TransformerSeq2Seq(nn.Module):
         past = len(cache) if cache is not None else 0
         if memory is None and (cache is None or not len(cache.cross_attn[0])):
             raise ValueError("decode: memory is needed unless the cache already holds it")
+        row_langs = None
+        if self.config.cross_out_per_lang:
+            if langs is None:
+                raise XlingError("decode: this model's cross-attention depends on the target language; pass langs")
+            _check_ids("language id", langs, self.config.n_langs)
+            row_langs = langs.amax(dim=1)  # (B,)
         embedder = self.dec_embed if self.dec_embed is not None else self.encoder
         x = embedder.embed(dec_tokens, langs, positions, past)  # (B, T, D)
         key_pad = masks.key_padding(dec_tokens, self.config.pad_id)  # (B, T)
@@ -126,6 +137,7 @@ class TransformerSeq2Seq(nn.Module):
                 memory_mask=mem_mask,
                 cache=cache.self_attn[i] if cache is not None else None,
                 cross_cache=cache.cross_attn[i] if cache is not None else None,
+                langs=row_langs,
             )
         if self.dec_final_norm is not None:
             x = self.dec_final_norm(x)

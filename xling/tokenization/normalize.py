@@ -37,6 +37,7 @@ def register_normalizer(name: str, fn: Normalizer) -> Normalizer:
 def _load_builtin() -> None:
     """Import the modules that register steps (one line per module)."""
     import xling.tokenization.laser  # noqa: F401  (laser_punct)
+    import xling.tokenization.moses  # noqa: F401  (Moses steps: moses_punct, moses_tokenize...)
 
 
 def known_normalizers() -> list[str]:

@@ -6,6 +6,11 @@ the sha256 of ``spm.model``). Special ids are fixed in every vocabulary::
 
     PAD=0 <pad>, UNK=1 <unk>, BOS=2 <s>, EOS=3 </s>, MASK=4 <mask>
 
+vocab.json's ``backend`` says what segments the text: ``spm`` (the default, and every vocabulary
+``xling vocab`` trains) or ``bpe``, BPE codes with a token list behind the same interface
+(:class:`xling.tokenization.bpe.BpeVocab`, for converted XLM / MASS models); :meth:`Vocab.load`
+returns the right one.
+
 Design decisions (see :func:`train_vocab`):
 
 - **Normalization is ``identity``** with ``remove_extra_whitespaces=False``: SentencePiece's
@@ -46,6 +51,7 @@ MODEL_FILE = "spm.model"
 META_FILE = "vocab.json"
 FORMAT = "xling-vocab"
 FORMAT_VERSION = 1
+BACKENDS = ("spm", "bpe")  # vocab.json "backend" (absent: spm)
 MODEL_TYPES = ("unigram", "bpe")
 SPM_THREADS = 16  # fixed: the trained model depends on the thread count, not on the machine
 FERTILITY_SAMPLE = 1000  # sentences per language used to measure tokens per sentence
@@ -66,6 +72,10 @@ class Vocab:
         pieces = [self._sp.id_to_piece(i) for i in range(min(len(SPECIAL_TOKENS), self._sp.get_piece_size()))]
         if pieces != SPECIAL_TOKENS:
             raise XlingError(f"{source}: special pieces are {pieces}, expected {SPECIAL_TOKENS}")
+        self._init_common(languages, meta, source)
+
+    def _init_common(self, languages: Sequence[str], meta: Mapping[str, Any] | None, source: str) -> None:
+        """The languages, the rest of vocab.json and its normalize steps (every backend)."""
         languages = list(languages)
         if not languages or len(set(languages)) != len(languages) or not all(
                 isinstance(c, str) and c for c in languages):
@@ -79,17 +89,27 @@ class Vocab:
     # ------------------------------------------------------------------ files
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Vocab:
-        """Load ``spm.model`` + ``vocab.json`` from ``directory`` (checksum verified; in a model
-        directory, both files also against its checksums.json)."""
+        """Load ``vocab.json`` and the backend's files (``spm.model``, or those of
+        :class:`~xling.tokenization.bpe.BpeVocab`) from ``directory`` (checksums verified; in a
+        model directory, the files also against its checksums.json)."""
         directory = Path(directory)
         meta_path, model_path = directory / META_FILE, directory / MODEL_FILE
-        for path in (meta_path, model_path):
-            if not path.is_file():
-                raise XlingError(f"{path}: no such file (not a vocabulary directory?)")
-        verify_checksums(directory, [MODEL_FILE, META_FILE])
+        if not meta_path.is_file():
+            raise XlingError(f"{meta_path}: no such file (not a vocabulary directory?)")
+        verify_checksums(directory, [META_FILE])
         meta = read_json(meta_path)
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise XlingError(f"{meta_path}: not an xling vocabulary file (no \"format\": \"{FORMAT}\")")
+        backend = meta.get("backend", "spm")
+        if backend not in BACKENDS:
+            raise XlingError(f"{meta_path}: unknown vocabulary backend {backend!r} (known: {', '.join(BACKENDS)})")
+        if backend == "bpe":
+            from xling.tokenization.bpe import BpeVocab
+
+            return BpeVocab.load_files(directory, meta)
+        if not model_path.is_file():
+            raise XlingError(f"{model_path}: no such file (not a vocabulary directory?)")
+        verify_checksums(directory, [MODEL_FILE])
         for key, kind in (("languages", list), ("size", int), ("spm_sha256", str)):
             if not isinstance(meta.get(key), kind):
                 raise XlingError(f"{meta_path}: missing or invalid {key!r}")
@@ -111,6 +131,10 @@ class Vocab:
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``vocab.json``: format, languages, specials, size, checksum + meta."""
+        return self._json({"spm_sha256": hashlib.sha256(self._proto).hexdigest()})
+
+    def _json(self, backend: dict[str, Any]) -> dict[str, Any]:
+        """vocab.json: what every backend writes, the ``backend`` entries, then the rest of meta."""
         out: dict[str, Any] = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -118,7 +142,7 @@ class Vocab:
             "size": len(self),
             "special": {name: i for i, name in enumerate(("pad", "unk", "bos", "eos", "mask"))},
             "special_tokens": list(SPECIAL_TOKENS),
-            "spm_sha256": hashlib.sha256(self._proto).hexdigest(),
+            **backend,
         }
         for key, value in self.meta.items():
             out.setdefault(key, value)

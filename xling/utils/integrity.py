@@ -4,6 +4,9 @@ A model directory (:mod:`xling.models.io`) records its weights, its config.json 
 vocabulary files; loading checks every file the record lists, so a file edited, replaced,
 truncated or corrupted since the save is a one-line XlingError naming it. Only listed files
 are checked: directories written before a file was covered still load.
+
+A module that saves further files into model directories (a vocabulary backend's own files) names
+them once with :func:`cover_files`; every record written afterwards covers them when present.
 """
 
 from __future__ import annotations
@@ -17,10 +20,20 @@ from xling.utils.io import read_json, sha256_file, write_json_atomic
 
 CHECKSUMS_FILE = "checksums.json"
 
+_COVERED: list[str] = []  # file names every record covers as well (cover_files)
+
+
+def cover_files(*names: str) -> None:
+    """Have every record written from now on cover ``names`` too (when present in the directory):
+    the files a vocabulary backend saves next to a model (e.g. ``bpe.codes``)."""
+    _COVERED.extend(n for n in names if n not in _COVERED)
+
 
 def record_checksums(dir: str | os.PathLike, names: Iterable[str]) -> dict[str, str]:
-    """Write ``dir/checksums.json`` with the sha256 of each of ``names`` present in ``dir``."""
+    """Write ``dir/checksums.json`` with the sha256 of each of ``names`` (and of the files named
+    with :func:`cover_files`) present in ``dir``."""
     dir = Path(dir)
+    names = list(dict.fromkeys([*names, *_COVERED]))
     sums = {name: sha256_file(dir / name) for name in names if (dir / name).is_file()}
     write_json_atomic(dir / CHECKSUMS_FILE, sums)
     return sums
