@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURE_DB, Workspace
-from helpers import probe_converter, write_checkpoint, write_fairseq_model, write_lists
+from helpers import probe_converter, write_checkpoint, write_fairseq_model, write_lists, write_xlm_model
 from xling.cli import build_parser, main
 
 TEXT = ["In the beginning God created the heaven and the earth.", "And the earth was without form, and void.",
@@ -143,6 +143,8 @@ def _rows() -> list[Row]:
         Row("convert to-fairseq", _exportable_opts, inputs={"--input": "dir"}, model="--input", out=("--out", "dir")),
         Row("convert fairseq", _fairseq_opts, inputs={"--input": "pickle", "--dict": "dict", "--spm": "file"},
             langs=("--langs",), unknown_lang="", out=("--out", "dir")),
+        Row("convert xlm", _xlm_opts, inputs={"--input": "pickle", "--codes": "file"}, langs=("--langs",),
+            unknown_lang="", out=("--out", "dir")),
     ]
 
 
@@ -157,6 +159,11 @@ def _fairseq_opts(w, i, o) -> dict:
     files = write_fairseq_model(i / "fairseq")
     return {"--input": files["checkpoint"], "--dict": files["dict"], "--spm": files["spm"], "--langs": "en,fr",
             "--out": o / "converted"}
+
+
+def _xlm_opts(w, i, o) -> dict:
+    files = write_xlm_model(i / "xlm", d_model=16, layers=1)
+    return {"--input": files["checkpoint"], "--codes": files["codes"], "--langs": "en,fr", "--out": o / "converted"}
 
 
 ROWS = _rows()

@@ -63,7 +63,7 @@ def _params(ckpt: dict, where: str) -> dict[str, Any]:
     p = {**DEFAULTS, **p}
     for key, why in (("asm", "adaptive softmax (asm)"), ("use_memory", "product-key memory layers (use_memory)")):
         if p[key]:
-            raise XlingError(f"{where}: {why} is not supported")
+            raise XlingError(f"{where}: not supported: {why}")
     for key in REQUIRED:
         if not isinstance(p[key], int) or p[key] <= 0:
             raise XlingError(f"{where}: params {key} must be a positive integer, got {p[key]!r}")
