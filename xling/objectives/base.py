@@ -29,6 +29,9 @@ class Objective(Protocol):
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         ...
 
+    # Optional: ``prepare(model, batch) -> batch``, for an objective whose model inputs need the model
+    # itself (back-translation decodes them): validation calls it before scoring the batch.
+
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The network inside a DistributedDataParallel (or similar) wrapper."""

@@ -19,6 +19,7 @@ from xling.data.masking import MaskingConfig
 from xling.data.span_masking import mass_mask
 from xling.errors import XlingError
 from xling.objectives.base import masked_lm_loss
+from xling.objectives.readers import read_sentences
 from xling.objectives.registry import BuildContext, ObjectiveKind, register_objective
 
 
@@ -72,13 +73,6 @@ def _build(ctx: BuildContext) -> MASSObjective:
     return MASSObjective(len(v), v.bos_id, v.eos_id, ctx.section("masking"), ctx.section("mass").span_ratio)
 
 
-def _read(ctx: BuildContext, lang: str, corpus: str, split: str, cache: dict) -> tuple[list, int]:
-    from xling.data.examples import sentences
-
-    lang_id = ctx.vocab.lang_id(lang)
-    return [x for x in sentences(ctx.vocab, corpus, split, lang, ctx.data.max_len) if len(x)], lang_id
-
-
 MASS = register_objective(ObjectiveKind(
-    name="mass", langs="lang", model_types=("seq2seq",), build=_build, read=_read,
+    name="mass", langs="lang", model_types=("seq2seq",), build=_build, read=read_sentences,
     padded_len=lambda x: len(x) + 2, section=("mass", MassConfig), source_len=True))  # <s> x </s>

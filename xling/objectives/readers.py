@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from xling.data.examples import nonempty, pairs, stream_rows
+from xling.data.examples import nonempty, pairs, sentences, stream_rows
 from xling.objectives.registry import BuildContext
 
 
@@ -25,3 +25,9 @@ def read_direction(ctx: BuildContext, direction: str, corpus: str, split: str, c
     d = ctx.data
     ex = pairs(ctx.vocab, corpus, split, src, tgt, max(d.max_len, d.max_tgt_len))
     return nonempty([(x[: d.max_len], y[: d.max_tgt_len]) for x, y in ex]), ids
+
+
+def read_sentences(ctx: BuildContext, lang: str, corpus: str, split: str, cache: dict) -> tuple[list, int]:
+    """Non-empty sentences of one language, cut at data.max_len (mass, denoise, backtranslation)."""
+    lang_id = ctx.vocab.lang_id(lang)
+    return [x for x in sentences(ctx.vocab, corpus, split, lang, ctx.data.max_len) if len(x)], lang_id

@@ -23,7 +23,8 @@ from typing import Any
 
 from xling.errors import XlingError, unknown
 
-LANG_FORMS = ("lang", "pair")  # how a kind's langs entries are written: "de", or "de-en"
+LANG_FORMS = ("lang", "pair", "cycle")  # how a kind's langs entries are written: "de", "de-en", "en-de-en"
+LANG_PARTS = {"lang": 1, "pair": 2, "cycle": 3}  # codes in an entry of each form
 
 
 @dataclass
@@ -37,6 +38,9 @@ class BuildContext:
     data: Any  # DataConfig
     sections: Mapping[str, Any] = field(default_factory=dict)
     model_config: Any = None  # the config of the model being trained (its layout: Seq2SeqConfig.source_bos...)
+    generate: Callable[..., list[list[int]]] | None = None  # decoding with the model being trained:
+    #   (model, sources, src_id, tgt_id, **GenerationConfig fields) -> token ids per source, in eval mode without
+    #   gradient (back-translation); given by the run, since generation is a higher layer than objectives
 
     def section(self, name: str) -> Any:
         """The config section ``name`` (a dataclass loaded from YAML)."""
@@ -61,7 +65,7 @@ class BuildContext:
 @dataclass(frozen=True)
 class ObjectiveKind:
     name: str  # the config's objective type
-    langs: str  # "lang" (de) or "pair" (de-en) entries in the config's langs list
+    langs: str  # "lang" (de), "pair" (de-en) or "cycle" (en-de-en) entries in the config's langs list
     model_types: tuple[str, ...]  # model types (config model_type) it can train
     build: Callable[[BuildContext], Any]  # the objective object (make_batch / loss), one per run
     read: Callable[..., tuple[list, Any]]  # (ctx, task lang, corpus, split, cache) -> (examples, lang id(s))

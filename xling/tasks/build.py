@@ -29,7 +29,7 @@ import numpy as np
 
 from xling.errors import XlingError
 from xling.objectives.mixture import Task
-from xling.objectives.registry import BuildContext, objective_kind
+from xling.objectives.registry import LANG_PARTS, BuildContext, objective_kind
 from xling.objectives.weights import check_weight, first_all_zero, parse_weight
 from xling.tokenization.langs import LangOrPair
 
@@ -61,8 +61,9 @@ def check_objectives(objectives: list[ObjectiveSpec], model_type: str) -> None:
         if o.max_examples < 0:
             raise XlingError(f"{where}: max_examples must be >= 0, got {o.max_examples}")
         for lang in o.langs:
-            if (kind.langs == "pair") != ("-" in lang):
-                want = "a pair like de-en" if kind.langs == "pair" else "a language, not a pair"
+            if len(lang.split("-")) != LANG_PARTS[kind.langs]:
+                want = {"lang": "a language, not a pair", "pair": "a pair like de-en",
+                        "cycle": "a back-translation direction like en-de-en"}[kind.langs]
                 raise XlingError(f"{where}: {lang!r} should be {want}")
 
 

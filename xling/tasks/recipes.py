@@ -134,7 +134,7 @@ def _mlm_probe(cfg: Any, vocab: Vocab, tasks: list) -> list[Callable]:
 
 def _record_decoding(cfg: Any, rec: TrainingRecord) -> None:
     """An encoder fine-tuned on a supervised kind decodes as its layout says (generation.unilm)."""
-    if any(objective_kind(o.type).supervised for o in cfg.objectives):
+    if any(objective_kind(o.type).generates for o in cfg.objectives):
         rec.seq2seq_corruption = cfg.seq2seq.corruption
 
 

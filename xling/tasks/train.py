@@ -12,6 +12,7 @@ This module knows neither model types nor objective kinds by name.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from xling.config import to_dict
 from xling.data.batching import token_budget_batches
 from xling.data.examples import DataConfig
 from xling.data.masking import MaskingConfig
+from xling.data.noise import NoiseConfig
 from xling.errors import XlingError
 from xling.models.io import write_model_meta
 from xling.models.record import TrainingRecord, read_record
@@ -33,6 +35,7 @@ from xling.objectives.registry import BuildContext, objective_kind
 from xling.objectives.sentence import SentenceConfig
 from xling.objectives.seq2seq import SupervisedConfig
 from xling.objectives.unilm import UnilmConfig
+from xling.objectives.unmt import BacktranslationConfig
 from xling.tasks.build import ObjectiveSpec, build_tasks, check_objectives, check_weights
 from xling.tasks.recipes import recipe
 from xling.tokenization.vocab import Vocab
@@ -56,6 +59,8 @@ class TrainConfig:
     unilm: UnilmConfig = field(default_factory=UnilmConfig)  # unilm objectives (mask mixture, n-grams, split)
     seq2seq: SupervisedConfig = field(default_factory=SupervisedConfig)  # translation / summarization
     sentence: SentenceConfig = field(default_factory=SentenceConfig)  # model_type: sentence (pivots, ranking loss)
+    denoise: NoiseConfig = field(default_factory=NoiseConfig)  # denoise objectives: the source's word noise
+    backtranslation: BacktranslationConfig = field(default_factory=BacktranslationConfig)  # how it translates
     model: dict[str, Any] = field(default_factory=dict)  # EncoderConfig / Seq2SeqConfig / SentenceEmbedderConfig fields
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
@@ -66,7 +71,21 @@ def build_context(cfg: TrainConfig, vocab: Vocab, model_config: Any = None) -> B
     config of the model being trained (its layout)."""
     sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     sections["masking"] = dataclasses.replace(cfg.masking, mask_id=vocab.mask_id)
-    return BuildContext(vocab, cfg.model_type, cfg.data, sections, model_config)
+    decoding = TrainingRecord(seq2seq_corruption=cfg.seq2seq.corruption).decoding()  # a UNILM encoder's
+    return BuildContext(vocab, cfg.model_type, cfg.data, sections, model_config,
+                        generate=functools.partial(decode_ids, vocab=vocab, decoding=decoding))
+
+
+def decode_ids(model, sources: list, src_id: int, tgt_id: int, *, vocab: Vocab, decoding: str = "mask",
+               **search) -> list[list[int]]:
+    """The best translation (token ids) of each source by ``model`` in eval mode without gradient:
+    what the objectives that decode during training (back-translation) are given."""
+    from xling.generation.api import generate_ids
+    from xling.generation.base import GenerationConfig
+
+    hyps = generate_ids(model, vocab, sources, src_id, tgt_id, GenerationConfig(**search),
+                        batch_size=max(len(sources), 1), decoding=decoding)
+    return [h[0].tokens for h in hyps]
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -97,7 +116,7 @@ def training_record(cfg: TrainConfig) -> TrainingRecord:
     return rec
 
 
-def make_valid_fn(cfg: TrainConfig, vocab: Vocab, decoding: str = "mask"):
+def make_valid_fn(cfg: TrainConfig, vocab: Vocab, decoding: str = "mask", model_config: Any = None):
     """Validation: the loss of every task on its valid split (fixed masks and batches), what
     the model type's recipe adds (MLM perplexity, retrieval P@1) and, with
     ``seq2seq.valid_generate``, BLEU / chrF of greedy outputs (decoded as ``decoding`` says)."""
@@ -107,7 +126,7 @@ def make_valid_fn(cfg: TrainConfig, vocab: Vocab, decoding: str = "mask"):
     from xling.objectives.base import predict_masked
     from xling.tasks.valid_generation import generation_valid_fn
 
-    ctx = build_context(cfg, vocab)
+    ctx = build_context(cfg, vocab, model_config)
     d = cfg.data
     tasks = [t for spec in cfg.objectives for t in build_tasks(
         [spec], ctx, split="valid", limit=d.valid_rows if objective_kind(spec.type).stream else d.valid_examples)]
@@ -125,6 +144,8 @@ def make_valid_fn(cfg: TrainConfig, vocab: Vocab, decoding: str = "mask"):
             for idx in token_budget_batches(t.lengths, d.max_tokens):
                 batch = t.objective.make_batch([t.examples[j] for j in idx], t.lang, rng)
                 batch = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
+                if hasattr(t.objective, "prepare"):  # inputs made by the model (back-translation)
+                    batch = t.objective.prepare(model, batch)
                 logits, targets = predict_masked(model, batch)
                 ce += F.cross_entropy(logits.float(), targets, reduction="sum").item()
                 n += int(targets.numel())
@@ -180,7 +201,7 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, st
         write_model_meta(type(model), model.config, d, extra_json=extra, vocab=vocab)
 
     trainer = Trainer(model, loss_fn, batches, trainer_cfg, out_dir, save_extra=save_extra, resume=resume,
-                      valid_fn=make_valid_fn(cfg, vocab, record.decoding()), run_config=run_config)
+                      valid_fn=make_valid_fn(cfg, vocab, record.decoding(), model.config), run_config=run_config)
     if distributed.is_main():  # only now that every check passed
         write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(run_config, sort_keys=False, allow_unicode=True))
     summary = trainer.train(stop_after=stop_after)

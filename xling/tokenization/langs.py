@@ -92,8 +92,21 @@ def check_pair(name: object, where: str = "language pair") -> tuple[str, str]:
     return a, b
 
 
+def check_cycle(name: object, where: str = "direction") -> tuple[str, str, str]:
+    """``"en-de-en"`` (XLM's back-translation direction: en translated to de, trained back to en)
+    -> ``("en", "de", "en")``: two different checked codes, the first repeated at the end."""
+    parts = name.split("-") if isinstance(name, str) else []
+    if len(parts) != 3 or parts[0] != parts[2]:
+        raise XlingError(f"{_at(where)}{name!r} is not a back-translation direction like en-de-en")
+    a, b = check_pair(f"{parts[0]}-{parts[1]}", where)
+    return a, b, a
+
+
 def check_lang_or_pair(name: object, where: str = "language") -> tuple[str, ...]:
-    """A code (``de``) or a pair (``de-en``), as a tuple of one or two checked codes."""
+    """A code (``de``), a pair (``de-en``) or a back-translation cycle (``en-de-en``), as a tuple of
+    one, two or three checked codes."""
+    if isinstance(name, str) and name.count("-") == 2:
+        return check_cycle(name, where)
     if isinstance(name, str) and "-" in name:
         return check_pair(name, where)
     return (check_lang(name, where),)
