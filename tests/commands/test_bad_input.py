@@ -34,7 +34,8 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURE_DB, Workspace
-from helpers import probe_converter, write_checkpoint, write_fairseq_model, write_lists, write_xlm_model
+from helpers import (probe_converter, write_checkpoint, write_fairseq_model, write_laser_model, write_lists,
+                     write_xlm_model)
 from xling.cli import build_parser, main
 
 TEXT = ["In the beginning God created the heaven and the earth.", "And the earth was without form, and void.",
@@ -143,6 +144,8 @@ def _rows() -> list[Row]:
         Row("convert to-fairseq", _exportable_opts, inputs={"--input": "dir"}, model="--input", out=("--out", "dir")),
         Row("convert fairseq", _fairseq_opts, inputs={"--input": "pickle", "--dict": "dict", "--spm": "file"},
             langs=("--langs",), unknown_lang="", out=("--out", "dir")),
+        Row("convert laser", _laser_opts, inputs={"--input": "pickle", "--spm": "file", "--cvocab": "dict"},
+            langs=("--langs",), unknown_lang="", out=("--out", "dir")),
         Row("convert xlm", _xlm_opts, inputs={"--input": "pickle", "--codes": "file"}, langs=("--langs",),
             unknown_lang="", out=("--out", "dir")),
     ]
@@ -164,6 +167,12 @@ def _fairseq_opts(w, i, o) -> dict:
 def _xlm_opts(w, i, o) -> dict:
     files = write_xlm_model(i / "xlm", d_model=16, layers=1)
     return {"--input": files["checkpoint"], "--codes": files["codes"], "--langs": "en,fr", "--out": o / "converted"}
+
+
+def _laser_opts(w, i, o) -> dict:
+    files = write_laser_model(i / "laser", "laser3")  # its .cvocab is checked against the embedding
+    return {"--input": files["checkpoint"], "--spm": files["spm"], "--cvocab": files["cvocab"], "--langs": "en,fr",
+            "--out": o / "converted"}
 
 
 ROWS = _rows()
