@@ -27,7 +27,7 @@ rewritten with xling's special ids (:mod:`xling.convert.spm_vocab`) and the embe
 reordered to match; pieces missing from the dictionary take its ``<unk>`` row, as
 ``dictionary.get(piece, unk)`` does. No decoder is kept (``decoder: false``).
 
-Lost: a text that is empty keeps a zero vector in xling (LASER embeds a lone ``</s>``); inputs
+Lost: an empty or whitespace-only text is a zero vector in xling (LASER embeds a lone ``</s>``); inputs
 longer than a transformer's positions are cut (LASER2 is not cut below ``LSTM_MAX_LEN``);
 dictionary entries that are not SentencePiece pieces are reachable in LASER only when a run of
 unknown characters spells one, and xling reads every unknown run as ``<unk>`` (the conversion
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 from xling.convert.registry import Converter, register_converter
 from xling.errors import XlingError
