@@ -92,8 +92,9 @@ def _laser2(ckpt: dict, cvocab: str | Path | None, where: str) -> tuple[dict, li
                          f"(known: num_embeddings, padding_idx, {', '.join(LSTM_PARAMS)})")
     p = {**LSTM_PARAMS, **params}
     for name in ("num_embeddings", "padding_idx", "embed_dim", "hidden_size", "num_layers"):
-        if not isinstance(p.get(name), int) or isinstance(p.get(name), bool) or p[name] <= 0:
-            raise XlingError(f"{where}: params {name}={p.get(name)!r}: missing or not a positive integer")
+        if not isinstance(p.get(name), int) or isinstance(p.get(name), bool) or p[name] < (name != "padding_idx"):
+            raise XlingError(f"{where}: params {name}={p.get(name)!r}: missing or not a "
+                             + ("non-negative" if name == "padding_idx" else "positive") + " integer")
     if p["bidirectional"] is not True:
         raise XlingError(f"{where}: params bidirectional={p['bidirectional']!r}: xling's LASER encoder is a "
                          "BiLSTM (every published LASER model is bidirectional)")
@@ -241,8 +242,8 @@ def convert(checkpoint: str | Path, spm: str | Path, out: str | Path, langs: lis
         if path is not None and not Path(path).is_file():
             raise XlingError(f"{path}: no such {what}")
     ckpt = load_checkpoint_pickle(checkpoint, allow=ALLOW)
-    if not isinstance(ckpt.get("model"), dict):
-        raise XlingError(f"{where}: no 'model' state dict (not a LASER checkpoint?)")
+    if not isinstance(ckpt.get("model"), dict) or not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+        raise XlingError(f"{where}: no 'model' state dict of tensors (not a LASER checkpoint?)")
     if "params" in ckpt:
         settings, tokens, state, record = _laser2(ckpt, cvocab, where)
     elif "cfg" in ckpt:
@@ -250,7 +251,8 @@ def convert(checkpoint: str | Path, spm: str | Path, out: str | Path, langs: lis
     else:
         raise XlingError(f"{where}: neither LASER2 ('params', 'model', 'dictionary') nor LASER3 ('cfg', 'model')")
     spm_bytes = Path(spm).read_bytes()
-    specials = {**SPECIALS, **({"<mask>": tokens.index("<mask>")} if "<mask>" in tokens else {})}
+    index = {tok: i for i, tok in enumerate(tokens)}  # a repeated token: its last row, as fairseq's index
+    specials = {**SPECIALS, **({"<mask>": index["<mask>"]} if "<mask>" in index else {})}
     mapping = rebuild(spm_bytes, tokens, specials, langs, where=str(spm))
     vocab = Vocab(mapping.vocab._proto, langs, {**mapping.vocab.meta, "normalize": NORMALIZE}, source=str(spm))
     record.update(checkpoint=Path(checkpoint).name, symbols=tokens, not_spm_pieces=_not_pieces(spm_bytes, tokens))
