@@ -62,6 +62,8 @@ CASES = {  # name: (kind, edit, words the message must hold)
     "attention_setting v2": ("mass", _set("attention_setting", "v2"), ["attention_setting 'v2'"]),
     "dictionary smaller than the embeddings": ("mlm", _drop_word, ["dictionary has", "rows"]),
     "n_words disagrees": ("mlm", _set("n_words", 7), ["n_words=7"]),
+    "emb_dim disagrees": ("mlm", _set("emb_dim", 32), ["weights do not fit params", "size mismatch"]),
+    "not a state dict": ("mlm", lambda c: c.update(model={"embeddings.weight": [1.0]}), ["not a state dict"]),
     "a layer params do not declare": ("mlm", _extra_layer, ["params and weights disagree"]),
     "language embeddings off but stored": ("mlm", _set("use_lang_emb", False), ["lang_embeddings present"]),
     "no dictionary": ("mlm", lambda c: c.pop("dico_id2word"), ["dico_id2word"]),

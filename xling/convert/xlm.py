@@ -91,7 +91,8 @@ def _dictionary(ckpt: dict, rows: int, where: str) -> list[str]:
     id2word, word2id = ckpt.get("dico_id2word"), ckpt.get("dico_word2id")
     if not isinstance(id2word, dict) or not isinstance(word2id, dict):
         raise XlingError(f"{where}: no dico_id2word / dico_word2id (not an XLM / MASS checkpoint?)")
-    if sorted(id2word) != list(range(len(id2word))) or not all(isinstance(w, str) for w in id2word.values()):
+    if (not all(isinstance(k, int) for k in id2word) or sorted(id2word) != list(range(len(id2word)))
+            or not all(isinstance(w, str) for w in id2word.values())):
         raise XlingError(f"{where}: dico_id2word is not a list of words by id 0..n-1")
     words = [id2word[i] for i in range(len(id2word))]
     if words[: len(XLM_SPECIALS)] != XLM_SPECIALS:
@@ -115,8 +116,10 @@ def vocab_rows(words: list[str]) -> tuple[list[str], list[int], int]:
 
 
 def _strip_module(state: Any, name: str, where: str) -> dict:
-    if not isinstance(state, dict) or not state:
-        raise XlingError(f"{where}: '{name}' is not a state dict")
+    import torch
+
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise XlingError(f"{where}: '{name}' is not a state dict (names -> tensors)")
     if all(k.startswith("module.") for k in state):  # saved from DistributedDataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
@@ -125,8 +128,9 @@ def _strip_module(state: Any, name: str, where: str) -> dict:
 def _cross_out(dec: dict, n_layers: int, n_langs: int, p: dict, where: str) -> bool:
     """Whether the decoder has MASS's per-language cross-attention output projections."""
     if "encoder_attn.0.0.q_lin.weight" in dec or p["attention_setting"] != "v1":
-        raise XlingError(f"{where}: MASS attention_setting {p['attention_setting']!r} (a whole cross-attention "
-                         "per language) is not supported; v1 (one output projection per language) is")
+        setting = p["attention_setting"] if p["attention_setting"] != "v1" else "v2"  # v2's layout, whatever params say
+        raise XlingError(f"{where}: MASS attention_setting {setting!r} (a whole cross-attention per language) is not "
+                         "supported; v1 (one output projection per language) is")
     if "encoder_attn.0.out_lin.weight" in dec:
         return False
     if not all(f"encoder_attn.{i}.out_lin.{lang}.weight" in dec for i in range(n_layers) for lang in range(n_langs)):
@@ -303,7 +307,11 @@ def convert(checkpoint: str | Path, codes: str | Path, out: str | Path, lowercas
     else:
         from xling.models.seq2seq import TransformerSeq2Seq as Model
     model = Model(cfg)
-    missing, unexpected = model.load_state_dict(xling_state(enc, dec, rows, cfg), strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(xling_state(enc, dec, rows, cfg), strict=False)
+    except RuntimeError as e:  # shapes that params do not announce (torch: "size mismatch for ...")
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e).splitlines()[0])
+        raise XlingError(f"{where}: the weights do not fit params (emb_dim={p['emb_dim']}...): {detail}") from None
     if missing or unexpected:  # a converter bug, not the user's file: the checks above passed
         raise XlingError(f"{where}: parameters do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
     kind = "mass" if dec is not None and cfg.cross_out_per_lang else "xlm"
