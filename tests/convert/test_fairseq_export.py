@@ -182,7 +182,8 @@ def test_what_fairseq_cannot_express_is_refused_by_name(native, workdir, tmp_pat
     vocab = Vocab.load(native)
     xling_layout = tmp_path / "xling_layout"
     TransformerSeq2Seq(Seq2SeqConfig(len(vocab), 2, d_model=16, n_layers=1, n_dec_layers=1, n_heads=2, d_ff=32,
-                                     positions="sinusoidal")).save_pretrained(xling_layout, vocab=vocab)
+                                     positions="sinusoidal", cross_out_per_lang=True)).save_pretrained(xling_layout,
+                                                                                                      vocab=vocab)
     biased = tmp_path / "biased"
     trained = TransformerSeq2Seq.from_pretrained(native)
     m = TransformerSeq2Seq(dataclasses.replace(trained.config, lm_bias=True))
@@ -191,7 +192,7 @@ def test_what_fairseq_cannot_express_is_refused_by_name(native, workdir, tmp_pat
         m.encoder.lm_head.bias[7] = 0.5
     m.save_pretrained(biased, vocab=vocab)
     cases = [
-        (["--input", str(xling_layout)], ["source_bos", "lm_transform", "sinusoidal"]),
+        (["--input", str(xling_layout)], ["source_bos", "lm_transform", "sinusoidal", "per language"]),
         (["--input", str(biased), "--src-lang", "en", "--tgt-lang", "fr"], ["lm_bias"]),
         (["--input", str(native)], ["--src-lang and --tgt-lang", "en, fr"]),
         (["--input", str(native), "--src-lang", "en", "--tgt-lang", "de"], ["de"]),

@@ -46,6 +46,8 @@ def check_exportable(cfg, where: str, biased: bool = False) -> None:
         why.append("the LM head has an XLM-style transform (fairseq's is a plain projection; lm_transform: false)")
     if biased:
         why.append("the output projection has a bias (fairseq's has none; lm_bias: false)")
+    if cfg.cross_out_per_lang:
+        why.append("one cross-attention output projection per language (MASS; fairseq's transformer has one)")
     if cfg.positions != "learned":  # nothing stored to fold into
         if cfg.decoder_start != "eos":
             why.append("decoding starts from <s> with sinusoidal positions (fairseq starts from </s>; the start "

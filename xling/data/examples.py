@@ -40,7 +40,7 @@ class DataConfig:
 
 def stream_rows(vocab: Vocab, corpus: str, split: str, lang: str, stream_len: int) -> np.ndarray:
     """(N, stream_len) XLM stream rows of ``{split}.{lang}``."""
-    return make_stream(vocab.encode_batch(load_corpus_split(corpus, split, lang)), stream_len, vocab.eos_id)
+    return make_stream(vocab.encode_batch(load_corpus_split(corpus, split, lang), lang=lang), stream_len, vocab.eos_id)
 
 
 def _arrays(ids: list[list[int]], max_len: int) -> list[np.ndarray]:
@@ -49,13 +49,13 @@ def _arrays(ids: list[list[int]], max_len: int) -> list[np.ndarray]:
 
 def sentences(vocab: Vocab, corpus: str, split: str, lang: str, max_len: int) -> list[np.ndarray]:
     """Tokenized sentences of ``{split}.{lang}``, each cut to ``max_len`` tokens."""
-    return _arrays(vocab.encode_batch(load_corpus_split(corpus, split, lang)), max_len)
+    return _arrays(vocab.encode_batch(load_corpus_split(corpus, split, lang), lang=lang), max_len)
 
 
 def pairs(vocab: Vocab, corpus: str, split: str, src: str, tgt: str, max_len: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Aligned (src, tgt) token pairs of a parallel split, in the asked direction."""
     a, b = load_parallel_split(corpus, split, src, tgt)
-    return list(zip(_arrays(vocab.encode_batch(a), max_len), _arrays(vocab.encode_batch(b), max_len)))
+    return list(zip(_arrays(vocab.encode_batch(a, lang=src), max_len), _arrays(vocab.encode_batch(b, lang=tgt), max_len)))
 
 
 def summary_pairs(vocab: Vocab, corpus: str, split: str, lang: str, max_src: int, max_tgt: int):
@@ -65,8 +65,8 @@ def summary_pairs(vocab: Vocab, corpus: str, split: str, lang: str, max_src: int
         raise XlingError(f"{corpus}: no {split} summarization data for {lang!r} ({doc.name}, {syn.name}); "
                          f"build it with `xling corpus debian-descriptions`")
     texts = read_parallel(doc, syn)
-    d = _arrays(vocab.encode_batch([t for t, _ in texts]), max_src)
-    s = _arrays(vocab.encode_batch([t for _, t in texts]), max_tgt)
+    d = _arrays(vocab.encode_batch([t for t, _ in texts], lang=lang), max_src)
+    s = _arrays(vocab.encode_batch([t for _, t in texts], lang=lang), max_tgt)
     return list(zip(d, s))
 
 

@@ -128,7 +128,7 @@ class SentenceEncoder:
         where = [i for i, t in enumerate(texts) if t.strip()]
         if len(where) < len(texts):
             log.warning("%d of %d texts are empty: zero vectors", len(texts) - len(where), len(texts))
-        ids = self.vocab.encode_batch([texts[i] for i in where]) if where else []
+        ids = self.vocab.encode_batch([texts[i] for i in where], lang=lang) if where else []
         with counting(truncation, log) as cut:
             cut.add(map(len, ids), self.max_len, total=len(texts))
         ids = [x[: self.max_len] for x in ids]
