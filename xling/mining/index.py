@@ -237,12 +237,17 @@ def build_index(emb: Embeddings, spec: str = "Flat", *, nprobe: int = DEFAULT_NP
                 ef_search: int = DEFAULT_EF_SEARCH, train_size: int | None = None, seed: int = 0,
                 chunk_size: int = DEFAULT_CHUNK, progress: bool = False):
     """A faiss inner-product index of ``emb`` built from the factory string ``spec``."""
+    index = make_index(spec, emb.d)
+    with _threads_for(emb.n * emb.d * 64):
+        _train_and_add(index, emb, spec, train_size, seed, chunk_size, progress)
+    return set_search_params(index, nprobe, ef_search)
+
+
+def set_search_params(index, nprobe: int = DEFAULT_NPROBE, ef_search: int = DEFAULT_EF_SEARCH):
+    """``index`` with its IVF lists visited per query and HNSW breadth set (where it has them)."""
     import faiss
 
-    index = make_index(spec, emb.d)
     ivf = faiss.try_extract_index_ivf(index)
-    with _threads_for(emb.n * emb.d * 64):
-        _train_and_add(index, ivf, emb, spec, train_size, seed, chunk_size, progress)
     if ivf is not None:
         ivf.nprobe = max(1, min(nprobe, ivf.nlist))
     try:
@@ -252,20 +257,32 @@ def build_index(emb: Embeddings, spec: str = "Flat", *, nprobe: int = DEFAULT_NP
     return index
 
 
-def _train_and_add(index, ivf, emb: Embeddings, spec: str, train_size: int | None, seed: int, chunk_size: int,
+def _train_and_add(index, emb: Embeddings, spec: str, train_size: int | None, seed: int, chunk_size: int,
                    progress: bool) -> None:
     if not index.is_trained:
-        n_train = _n_train(emb.n, train_size, ivf.nlist if ivf else 0)
-        sample = np.sort(np.random.default_rng(seed).choice(emb.n, n_train, replace=False))
-        try:
-            index.train(emb.take(sample))  # (n_train, d)
-        except RuntimeError as e:
-            raise XlingError(f"faiss index {spec!r} cannot be trained on {n_train} vectors of {emb.name}: "
-                             f"{_faiss_message(e)}; use a smaller index (fewer lists) or Flat") from None
+        train_index(index, emb.take(training_rows(index, emb.n, train_size, seed)), spec, emb.name)
     with _progress(emb.n, f"index {Path(emb.name).name}", progress) as bar:
         for _, x in emb.chunks(chunk_size):
             index.add(x)
             bar.update(len(x))
+
+
+def training_rows(index, n: int, train_size: int | None = None, seed: int = 0) -> np.ndarray:
+    """Sorted positions of the random sample (of ``n`` rows) that trains ``index``."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    n_train = _n_train(n, train_size, ivf.nlist if ivf is not None else 0)
+    return np.sort(np.random.default_rng(seed).choice(n, n_train, replace=False))
+
+
+def train_index(index, x: np.ndarray, spec: str, name: str) -> None:
+    """Train ``index`` (factory string ``spec``) on the normalised sample ``x`` (n_train, d) of ``name``."""
+    try:
+        index.train(x)
+    except RuntimeError as e:
+        raise XlingError(f"faiss index {spec!r} cannot be trained on {len(x)} vectors of {name}: "
+                         f"{_faiss_message(e)}; use a smaller index (fewer lists) or Flat") from None
 
 
 def search(index, queries: Embeddings, k: int, *, chunk_size: int = DEFAULT_CHUNK,

@@ -171,12 +171,24 @@ def select_pairs(nb: Neighbours, margin: str = "ratio", mode: str = "max", thres
     fwd, bwd = needed_directions(margin, mode)
     if (fwd and nb.fwd_sims is None) or (bwd and nb.bwd_sims is None):
         raise ValueError(f"mode {mode!r} with margin {margin!r} needs neighbours in both directions")
+    forward = backward = None
     if fwd:
         best_t, s = best_candidates(candidate_scores(nb.fwd_sims, nb.fwd_ids, fwd_mean, bwd_mean, margin), nb.fwd_ids)
         forward = (np.arange(nb.n_src), best_t, s)
     if bwd:
         best_s, s = best_candidates(candidate_scores(nb.bwd_sims, nb.bwd_ids, bwd_mean, fwd_mean, margin), nb.bwd_ids)
         backward = (best_s, np.arange(nb.n_tgt), s)
+    return combine_directions(forward, backward, mode, threshold)
+
+
+Triples = tuple[np.ndarray, np.ndarray, np.ndarray]  # (source rows (n,), target rows (n,), scores (n,))
+
+
+def combine_directions(forward: Triples | None, backward: Triples | None, mode: str = "max",
+                       threshold: float | None = None) -> Pairs:
+    """The pairs of ``mode`` from each direction's best candidates: ``forward`` is
+    (every source, its best target or -1, score), ``backward`` (best source or -1, every
+    target, score); the direction a mode does not need may be None."""
     if mode == "forward":
         i, j, s = forward
     elif mode == "backward":
