@@ -139,6 +139,8 @@ def _rows() -> list[Row]:
             inputs={"--src": "text", "--tgt": "text"}, langs=("--src-lang", "--tgt-lang"), model="--model",
             sizes=("--k", "--batch-size", "--chunk-size", "--nprobe"), floats=("--threshold",),
             out=("--out", "file")),
+        Row("mine-corpus", _mine_corpus_opts, inputs={"--config": "yaml"}, sizes=("--workers",),
+            out=("--out", "dir"), sets=True),
         Row("convert probe", lambda w, i, o: {"--input": write_checkpoint(i / "checkpoint.pt"), "--out": o / "probe"},
             inputs={"--input": "pickle"}, out=("--out", "dir")),
         Row("convert to-fairseq", _exportable_opts, inputs={"--input": "dir"}, model="--input", out=("--out", "dir")),
@@ -149,6 +151,15 @@ def _rows() -> list[Row]:
         Row("convert xlm", _xlm_opts, inputs={"--input": "pickle", "--codes": "file"}, langs=("--langs",),
             unknown_lang="", out=("--out", "dir")),
     ]
+
+
+def _mine_corpus_opts(w, i, o) -> dict:
+    import yaml
+
+    cfg = {"model": str(w.laser), "src": {"lang": "en", "files": [str(_text(i))]},
+           "tgt": {"lang": "fr", "files": [str(_text(i, "tgt.txt", TEXT[::-1]))]}, "mining": {"k": 2}}
+    (i / "mine.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return {"--config": i / "mine.yaml", "--out": o / "run", "--workers": "1", "--quiet": None}
 
 
 def _exportable_opts(w, i, o) -> dict:
