@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q -c constraints.txt
 
-.PHONY: venv fairseq-venv test quickstart bench clean
+.PHONY: venv fairseq-venv ray test quickstart bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,7 +17,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 
 venv: $(VENV)/.installed
 
-test: venv fairseq-venv
+# Optional extras (issue 18): Ray for `xling mine-corpus --engine ray` (tests/mining/test_pipeline.py runs
+# it on a local Ray instance) and py3langid for its language-ID filter; `make test` installs them.
+$(VENV)/.installed-ray: pyproject.toml constraints.txt $(VENV)/.installed
+	$(PIP) -e ".[dev,ray,langid]"
+	touch $@
+
+ray: $(VENV)/.installed-ray
+
+test: venv fairseq-venv ray
 	$(BIN)/python -m pytest tests
 
 # The fairseq side venv (issue 15): the real fairseq, for the converters' parity tests and for
