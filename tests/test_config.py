@@ -65,13 +65,18 @@ def test_bad_yaml_file(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
-    """Each config in configs/ is a valid TrainConfig (a classify_* one, a ClassifyConfig), with its
-    model section a valid model config for its model_type."""
+    """Each config in configs/ is a valid TrainConfig (a classify_* one, a ClassifyConfig; a mine_* one, a
+    MineCorpusConfig), with its model section a valid model config for its model_type."""
     from xling.classification.train import ClassifyConfig
     from xling.tasks.train import TrainConfig, check_config
 
     if path.name.startswith("classify"):
         load_config(ClassifyConfig, path)
+        return
+    if path.name.startswith("mine_"):  # xling mine-corpus
+        from xling.mining.pipeline import MineCorpusConfig
+
+        load_config(MineCorpusConfig, path)
         return
     from xling.models.config import EncoderConfig, Seq2SeqConfig
 
