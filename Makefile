@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 
 venv: $(VENV)/.installed
 
-# Optional extras (issue 18): Ray for `xling mine-corpus --engine ray` (tests/mining/test_pipeline.py runs
+# Optional extras (issue 18): Ray for `xling mine-corpus --engine ray` (tests/mining/test_mine_pipeline.py runs
 # it on a local Ray instance) and py3langid for its language-ID filter; `make test` installs them.
 $(VENV)/.installed-ray: pyproject.toml constraints.txt $(VENV)/.installed
 	$(PIP) -e ".[dev,ray,langid]"
