@@ -8,13 +8,16 @@ from xling.errors import XlingError
 from xling.evaluation.word_translation import (
     Dictionary,
     WordByWordConfig,
+    cooccurrence,
     csls_nearest,
     induce_dictionary,
     knn_mean,
     mutual_nearest,
+    ppmi,
     precision_at_1,
     procrustes,
     translate_words,
+    truncated_svd,
 )
 
 
@@ -58,6 +61,27 @@ def test_procrustes_recovers_rotations():
     noisy = procrustes(x, x @ q + 0.1 * rng.standard_normal(x.shape))
     assert np.abs(noisy - q).max() < 0.05
     np.testing.assert_allclose(noisy @ noisy.T, np.eye(20), atol=1e-5)  # still orthogonal
+
+
+def test_cooccurrence_and_ppmi_match_loops():
+    sentences = [["a", "b", "c", "a"], ["c", "x", "b"], ["b"], ["a", "a", "b", "c", "b", "a"]]
+    words = ["a", "b", "c"]  # "x" is out of the vocabulary but keeps its slot
+    window = 2
+    counts = np.zeros((3, 3))
+    for s in sentences:
+        for i, wi in enumerate(s):
+            for j, wj in enumerate(s):
+                if 0 < abs(i - j) <= window and wi in words and wj in words:
+                    counts[words.index(wi), words.index(wj)] += (window - abs(i - j) + 1) / window
+    m = cooccurrence(sentences, words, window)
+    np.testing.assert_allclose(m, counts, atol=1e-6)
+    p_ctx = counts.sum(axis=0) ** 0.75 / (counts.sum(axis=0) ** 0.75).sum()
+    expected = np.zeros((3, 3))
+    for i in range(3):
+        for j in range(3):
+            if counts[i, j]:
+                expected[i, j] = max(0, np.log(counts[i, j] / counts.sum() / (counts[i].sum() / counts.sum() * p_ctx[j])))
+    np.testing.assert_allclose(ppmi(m, 0.75), expected, atol=1e-5)
 
 
 # ---------------------------------------------------------------- a synthetic language and its cipher
@@ -160,12 +184,15 @@ def cipher_setup():
 
 def test_dictionary_recovers_the_cipher(cipher_setup):
     dictionary, truth, _, _, g = cipher_setup
-    assert set(dictionary.seeds) == {n.lower() for n in g.names} | set(NUMBERS) & set(dictionary.seeds)
+    names = {n.lower() for n in g.names}
+    assert names <= set(dictionary.seeds) <= names | set(NUMBERS)  # the anchors, and nothing else, are seeds
     result = precision_at_1(dictionary, truth)
-    print("precision@1", result, "refined pairs", dictionary.refined_pairs)
-    # measured: TODO; a random dictionary scores 1 / |target vocabulary| (< 0.004)
-    assert result["n"] > 200
-    assert result["precision_at_1"] > 0.5
+    print("precision@1", result, "refits", dictionary.iterations, "refined pairs", dictionary.refined_pairs)
+    # measured 0.947 over the 264 enciphered words (0.94 to 0.99 for generator seeds 0-9); a random
+    # dictionary scores 1 / 290 target words (0.003), Procrustes on the seeds alone 0.18, after
+    # MUSE's 5 refits 0.40 (why refinement runs to convergence)
+    assert result["n"] == len(truth)
+    assert result["precision_at_1"] > 0.8
     assert dictionary.translate(g.names[0]) == g.names[0].lower()  # anchors map onto themselves
 
 
@@ -176,8 +203,9 @@ def test_word_by_word_beats_copying(cipher_setup):
     hyp = translate_words(dictionary, source)
     translated, copied = BLEU().corpus_score(hyp, [reference]).score, BLEU().corpus_score(source, [reference]).score
     print("BLEU word-by-word", translated, "copy", copied)
-    # measured: TODO
-    assert translated > copied + 20
+    # measured 83.8 against 0.03 for copying (84 to 88 for generator seeds 0-9; the misses are the few
+    # words the dictionary gets wrong, some of them frequent function words)
+    assert copied < 1 and translated > 60
 
 
 def test_translation_keeps_punctuation_and_case():
@@ -207,3 +235,13 @@ def test_bad_input():
             induce_dictionary(sentences, sentences, WordByWordConfig(**bad))
     with pytest.raises(XlingError, match="none of its 1 source words"):
         precision_at_1(induce_dictionary(sentences, sentences, cfg), {"zzz": "y"})
+
+
+def test_truncated_svd_matches_exact_svd():
+    rng = np.random.default_rng(4)
+    # a matrix with a decaying spectrum (as a PPMI matrix), the leading part recovered by the randomized SVD
+    m = (_rotation(120, rng)[:, :80] * 0.9 ** np.arange(80)) @ _rotation(100, rng)[:80]  # (120, 100)
+    u, s = truncated_svd(m.astype(np.float32), 10, rng)
+    u_ref, s_ref, _ = np.linalg.svd(m)
+    np.testing.assert_allclose(s, s_ref[:10], rtol=1e-4)
+    np.testing.assert_allclose(np.abs(np.sum(u * u_ref[:, :10], axis=0)), 1, atol=1e-3)  # same vectors up to sign
