@@ -18,14 +18,14 @@ from xling.tasks.train import TrainConfig, build_context, check_config
 from xling.tokenization.vocab import Vocab
 
 SHIPPED = {"mlm", "tlm", "clm", "mass", "unilm", "translation", "summarization", "laser_translation",
-           "translation_ranking"}
+           "translation_ranking", "denoise", "backtranslation"}
 
 
 def test_every_shipped_kind_is_registered_once_and_well_formed():
     kinds = objective_kinds()
     assert set(kinds) == SHIPPED
     for name, k in kinds.items():
-        assert k.name == name and k.langs in ("lang", "pair") and k.model_types
+        assert k.name == name and k.langs in ("lang", "pair", "cycle") and k.model_types
         assert set(k.model_types) <= {"encoder", "seq2seq", "sentence"}
         if k.section is not None:  # its section is a field of the training config, of that dataclass
             section, cls = k.section
@@ -46,11 +46,14 @@ def test_traits_answer_what_other_packages_asked_by_name():
     k = objective_kinds()
     assert {n for n, x in k.items() if x.stream} == {"mlm", "clm", "unilm"}
     assert {n for n, x in k.items() if x.supervised} == {"translation", "summarization"}
-    assert {n for n, x in k.items() if x.generates} == {"translation", "summarization", "unilm"}
-    assert {n for n, x in k.items() if x.source_len} == {"mass", "translation", "summarization"}
+    assert {n for n, x in k.items() if x.generates} == {"translation", "summarization", "unilm", "denoise",
+                                                        "backtranslation"}
+    assert {n for n, x in k.items() if x.source_len} == {"mass", "translation", "summarization", "denoise",
+                                                         "backtranslation"}
     assert {n for n, x in k.items() if x.lm_probe} == {"mlm", "tlm", "clm"}
     assert {n for n, x in k.items() if x.ranking} == {"translation_ranking"}
     assert {n for n, x in k.items() if x.langs == "pair"} == {"tlm", "translation"}
+    assert {n for n, x in k.items() if x.langs == "cycle"} == {"backtranslation"}
 
 
 def test_a_new_kind_is_one_registration(workspace, monkeypatch):
