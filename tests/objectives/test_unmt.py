@@ -83,3 +83,29 @@ def test_sampled_back_translations_follow_the_batch_seed(setup):
     assert a == [h.tolist() for h, _ in obj.back_translate(model, batch)]
     other = obj.make_batch(sents, (1, 0), np.random.default_rng(1))
     assert a != [h.tolist() for h, _ in obj.back_translate(model, other)]
+
+
+def test_a_unilm_encoder_back_translates_and_denoises_under_the_seq2seq_mask(vocabs):
+    """On an encoder the pair objective is UNILM's (seq2seq mask); decoding is the UNILM step decoder."""
+    from xling.data.masking import MaskingConfig
+    from xling.data.noise import NoiseConfig, word_starts
+    from xling.objectives.seq2seq import SupervisedConfig
+    from xling.objectives.unilm import UnilmSeq2SeqObjective
+    from xling.objectives.unmt import DenoiseObjective
+    from xling.tasks.train import decode_ids
+
+    vocab = vocabs[0]
+    model = tiny(True, vocab_size=len(vocab), n_langs=2, dropout=0.0, attn_dropout=0.0).train()
+    inner = UnilmSeq2SeqObjective(len(vocab), SupervisedConfig(corruption="causal"),
+                                  masking=MaskingConfig(mask_id=vocab.mask_id), max_src_len=20, max_tgt_len=20)
+    sents = [vocab.encode(t)[:10] for t in ("der alte Mann liest", "ein Buch heute")]
+    bt = BacktranslationObjective(inner, functools.partial(decode_ids, vocab=vocab, decoding="causal"),
+                                  BacktranslationConfig(), 20)
+    loss, stats = bt.loss(model, bt.make_batch(sents, (1, 0), np.random.default_rng(0)))
+    loss.backward()
+    assert torch.isfinite(loss) and "attn_mask" in bt.prepare(model, bt.make_batch(sents, (1, 0),
+                                                                                 np.random.default_rng(0)))
+    pieces = [vocab.id_to_piece(i) for i in range(len(vocab))]
+    dn = DenoiseObjective(inner, word_starts(pieces), NoiseConfig(), vocab.mask_id)
+    loss, _ = dn.loss(model, dn.make_batch(sents, 1, np.random.default_rng(0)))
+    assert torch.isfinite(loss)
