@@ -14,7 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import FIXTURE_DB, TINY_CONFIG, side_env, side_run
+from conftest import TINY_CONFIG, side_env, side_run
 from xling.cli import main
 
 pytestmark = pytest.mark.timeout(1800)  # the first use may build the side venv (about 2.5 minutes)
@@ -25,8 +25,8 @@ EXPORTABLE = ["model_type=seq2seq", "objectives=[{type: translation, langs: [en-
               "model.max_positions=256"]  # fmt: skip
 
 
-def _train(d, out, *extra) -> int:
-    sets = [f"data.corpus={d / 'corpus'}", f"data.vocab={d / 'vocab'}", "data.max_len=250", "data.max_tgt_len=250",
+def _train(ws, out, *extra) -> int:
+    sets = [f"data.corpus={ws.corpus}", f"data.vocab={ws.vocab}", "data.max_len=250", "data.max_tgt_len=250",
             "data.max_tokens=2048", "trainer.valid_every=0", "trainer.save_every=0", "trainer.max_steps=300",
             "trainer.lr=3e-3", "trainer.warmup_steps=10", *extra]  # fmt: skip
     args = ["train", "--config", str(TINY_CONFIG), "--out", str(out)]
@@ -37,17 +37,14 @@ def _train(d, out, *extra) -> int:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("export")
-    assert main(["corpus", "bible", "--langs", "en,fr", "--db", str(FIXTURE_DB), "--out", str(d / "corpus"),
-                 "--quiet"]) == 0
-    assert main(["vocab", "--corpus", str(d / "corpus"), "--size", "400", "--out", str(d / "vocab")]) == 0
-    return d
+    return tmp_path_factory.mktemp("export")
 
 
 @pytest.fixture(scope="module")
-def native(workdir):
-    """Trained in fairseq's source layout, with language embeddings, offset-0 positions, <s> start."""
-    assert _train(workdir, workdir / "native", *EXPORTABLE) == 0
+def native(workspace, workdir):
+    """Trained on the workspace's Bible en-fr corpus in fairseq's source layout, with language
+    embeddings, offset-0 positions, <s> start."""
+    assert _train(workspace, workdir / "native", *EXPORTABLE) == 0
     return workdir / "native" / "model"
 
 
@@ -102,13 +99,13 @@ print(json.dumps({"n": len(enc_out), "shared": bool(shared)}))
 """
 
 
-def _pairs(workdir, n):
-    en = (workdir / "corpus" / "test.en-fr.en").read_text(encoding="utf-8").splitlines()[:n]
-    fr = (workdir / "corpus" / "test.en-fr.fr").read_text(encoding="utf-8").splitlines()[:n]
+def _pairs(ws, n):
+    en = (ws.corpus / "test.en-fr.en").read_text(encoding="utf-8").splitlines()[:n]
+    fr = (ws.corpus / "test.en-fr.fr").read_text(encoding="utf-8").splitlines()[:n]
     return en, fr
 
 
-def test_fairseq_computes_what_xling_computes(fairseq_python, native, exported, workdir):
+def test_fairseq_computes_what_xling_computes(fairseq_python, native, exported, workspace):
     """Encoder states and decoder log-probabilities of fairseq's model (the exported checkpoint,
     loaded by fairseq's own checkpoint_utils) equal xling's within 1e-5 on 20 test pairs."""
     import json
@@ -124,7 +121,7 @@ def test_fairseq_computes_what_xling_computes(fairseq_python, native, exported, 
     model = TransformerSeq2Seq.from_pretrained(native).eval()
     d = FairseqDict.load(exported / "dict.src.txt")
     to_fs = {vocab._sp.piece_to_id(tok): j for j, tok in enumerate(d.symbols)}  # xling id -> fairseq index
-    en, fr = _pairs(workdir, N_SENT)
+    en, fr = _pairs(workspace, N_SENT)
     xs = [vocab.encode(t)[:200] + [EOS] for t in en]
     ys = [vocab.encode(t)[:200] for t in fr]
     rows = {"src": [[to_fs[i] for i in x] for x in xs], "prev": [[to_fs[EOS]] + [to_fs[i] for i in y] for y in ys]}
@@ -147,9 +144,9 @@ def test_fairseq_computes_what_xling_computes(fairseq_python, native, exported, 
 
 
 @pytest.mark.parametrize("beam", [1, 5])
-def test_fairseq_interactive_decodes_the_export_as_xling_translates(fairseq_python, native, exported, workdir,
+def test_fairseq_interactive_decodes_the_export_as_xling_translates(fairseq_python, native, exported, workspace,
                                                                     beam, tmp_path):
-    en, _ = _pairs(workdir, N_SENT)
+    en, _ = _pairs(workspace, N_SENT)
     src = tmp_path / "src.en"
     src.write_text("".join(t + "\n" for t in en), encoding="utf-8")
     assert main(["translate", "--model", str(native), "--src-lang", "en", "--tgt-lang", "fr", "--input", str(src),
@@ -168,7 +165,7 @@ def test_fairseq_interactive_decodes_the_export_as_xling_translates(fairseq_pyth
     assert [hyps[i] for i in range(N_SENT)] == ours
 
 
-def test_what_fairseq_cannot_express_is_refused_by_name(native, workdir, tmp_path, capsys):
+def test_what_fairseq_cannot_express_is_refused_by_name(native, tmp_path, capsys):
     """An xling-layout model (<s> x </s>, XLM head with bias) names every reason; a model with
     language embeddings needs its direction; nothing is written."""
     import dataclasses

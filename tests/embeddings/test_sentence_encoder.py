@@ -13,7 +13,6 @@ import pytest
 import torch
 import yaml
 
-from conftest import FIXTURE_DB
 from xling.cli import main
 from xling.config import load_config
 from xling.embeddings import SentenceEmbedder, SentenceEmbedderConfig, SentenceEncoder
@@ -35,12 +34,9 @@ from xling.tokenization.vocab import Vocab
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sent")
-    assert main(["corpus", "bible", "--langs", "en,fr", "--db", str(FIXTURE_DB), "--out", str(d / "corpus"),
-                 "--quiet"]) == 0
-    assert main(["vocab", "--corpus", str(d / "corpus"), "--size", "400", "--out", str(d / "vocab")]) == 0
-    return d
+def workdir(workspace):
+    """The workspace's Bible en-fr corpus and vocabulary (read only)."""
+    return workspace.root
 
 
 @pytest.fixture(scope="module")
