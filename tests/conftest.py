@@ -192,3 +192,56 @@ def side_run(python: Path, code: str, *args: str) -> dict:
     proc = subprocess.run([str(python), "-c", code, *args], capture_output=True, text=True, env=side_env())
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- Hugging Face encoders (issue 16)
+
+
+@dataclass(frozen=True)
+class HFModels:
+    st_bert: Path  # sentence-transformers: tiny random BERT, mean pooling, Normalize; declares no language
+    st_xlmr: Path  # sentence-transformers: tiny random XLM-R, CLS pooling, not normalised; model card: en, fr
+    bert: Path  # the BERT alone, as transformers saves it (config.json, model.safetensors, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def hf_models(workspace, tmp_path_factory) -> HFModels:
+    """Tiny random BERT and XLM-R encoders (hidden 32, 2 layers) with tokenizers trained by the
+    ``tokenizers`` library on the workspace's en + fr training text (WordPiece for BERT, Unigram
+    for XLM-R), saved as sentence-transformers and plain transformers directories (under a second)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, SentenceTransformerModelCardData
+    from sentence_transformers.sentence_transformer import modules as stm
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast, XLMRobertaConfig, XLMRobertaModel
+    from transformers import XLMRobertaTokenizerFast
+
+    d = tmp_path_factory.mktemp("hf")
+    texts = [t for lang in ("en", "fr") for t in (workspace.corpus / f"train.{lang}").read_text("utf-8").splitlines()]
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+
+    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer, wp.pre_tokenizer, wp.decoder = normalizers.BertNormalizer(), pre_tokenizers.BertPreTokenizer(), decoders.WordPiece()
+    wp.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[
+        ("[CLS]", wp.token_to_id("[CLS]")), ("[SEP]", wp.token_to_id("[SEP]"))])
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=wp.get_vocab_size(), max_position_embeddings=64, **sizes),
+              add_pooling_layer=False).save_pretrained(d / "bert")
+    BertTokenizerFast(tokenizer_object=wp, model_max_length=64).save_pretrained(d / "bert")
+
+    ug = Tokenizer(models.Unigram())
+    ug.normalizer, ug.pre_tokenizer, ug.decoder = normalizers.NFKC(), pre_tokenizers.Metaspace(), decoders.Metaspace()
+    ug.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=300, unk_token="<unk>",
+                                                          special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]))
+    ug.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    torch.manual_seed(1)
+    XLMRobertaModel(XLMRobertaConfig(vocab_size=ug.get_vocab_size(), max_position_embeddings=50, pad_token_id=1,
+                                     **sizes), add_pooling_layer=False).save_pretrained(d / "xlmr")
+    XLMRobertaTokenizerFast(tokenizer_object=ug, model_max_length=48).save_pretrained(d / "xlmr")
+
+    for name, pooling, tail, langs in (("bert", "mean", [stm.Normalize()], None), ("xlmr", "cls", [], ["en", "fr"])):
+        tr = stm.Transformer(str(d / name))
+        SentenceTransformer(modules=[tr, stm.Pooling(tr.get_embedding_dimension(), pooling), *tail], device="cpu",
+                            model_card_data=SentenceTransformerModelCardData(language=langs)).save(str(d / f"st_{name}"))
+    return HFModels(st_bert=d / "st_bert", st_xlmr=d / "st_xlmr", bert=d / "bert")

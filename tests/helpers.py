@@ -122,6 +122,14 @@ class FakeEncoder:
         return out / np.linalg.norm(out, axis=1, keepdims=True) if normalize else out
 
 
+def stub_encoder(monkeypatch, cls) -> None:
+    """Every encoder ``--model`` names is ``cls.from_pretrained(model)`` for the test (patches
+    :func:`xling.embeddings.backends.load_encoder`, which mine, evaluate and classify call)."""
+    import xling.embeddings.backends
+
+    monkeypatch.setattr(xling.embeddings.backends, "load_encoder", lambda model, device="cpu": cls.from_pretrained(model))
+
+
 # ----------------------------------------------------------------------------- `xling convert`
 # No format is registered yet: tests register this probe (monkeypatch) to drive the command through
 # its shared parts: the FORMAT sub-command, --input read by the safe pickle loader, --out written whole.

@@ -216,9 +216,9 @@ def test_xnli_pairs_fine_tune_and_predict(setup, tmp_path):
 
 
 def test_frozen_embeddings_transfer_zero_shot(setup, monkeypatch):
-    import xling.embeddings
+    from helpers import stub_encoder
 
-    monkeypatch.setattr(xling.embeddings, "SentenceEncoder", StubSentenceEncoder, raising=False)
+    stub_encoder(monkeypatch, StubSentenceEncoder)
     cfg = config(setup, method="frozen", init=str(setup / "laser"), head={"hidden": 16, "dropout": 0.0},
                  trainer={"lr": 1e-2, "max_steps": 80})
     cfg.test = DataSpec(format="bible", path=str(setup / "corpus"), split="test", langs=["en", "de"])

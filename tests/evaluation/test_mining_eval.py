@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import FakeEncoder
+from helpers import FakeEncoder, stub_encoder
 from xling.cli import main
 from xling.errors import XlingError
 from xling.evaluation.mining import (best_threshold, bucc_sets, evaluate_bucc, evaluate_mining, evaluate_tatoeba,
@@ -124,10 +124,9 @@ class _NoEncoding(FakeEncoder):
     (40, {"tgt_lang": "xx"}, "unknown language 'xx'"),
 ])
 def test_model_evaluation_checks_before_encoding(monkeypatch, n, kw, match):
-    import xling.embeddings
     from xling.evaluation.mining import evaluate_mining_model
 
-    monkeypatch.setattr(xling.embeddings, "SentenceEncoder", _NoEncoding, raising=False)
+    stub_encoder(monkeypatch, _NoEncoding)
     langs = {"src_lang": "de", "tgt_lang": kw.pop("tgt_lang", "en")}
     with pytest.raises(XlingError, match=match):
         evaluate_mining_model("M", [f"satz {i}" for i in range(n)], [f"sentence {i}" for i in range(n)], **langs, **kw)

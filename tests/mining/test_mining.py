@@ -8,8 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-import xling.embeddings
-from helpers import FakeEncoder
+from helpers import FakeEncoder, stub_encoder
 from xling.cli import main
 from xling.errors import XlingError
 from xling.mining import Embeddings, Neighbours, knn, mine, mine_files, mine_texts, select_pairs
@@ -243,7 +242,7 @@ def test_cli_embeddings_end_to_end(tmp_path, capsys):
 
 
 def test_cli_model_path(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(xling.embeddings, "SentenceEncoder", FakeEncoder, raising=False)
+    stub_encoder(monkeypatch, FakeEncoder)
     write(tmp_path / "de.txt", [f"satz {i}" for i in range(12)] + [""])
     write(tmp_path / "en.txt", [f"sentence {i}" for i in (3, 1, 4, 1, 5, 9, 2, 6, 0, 7, 8, 10, 11)])
     out = tmp_path / "pairs.tsv"
@@ -278,7 +277,7 @@ def test_cli_model_path_checks_before_encoding_and_names_the_users_files(tmp_pat
                                                                            extra, match):
     """`xling mine --model M --src one_line.txt --tgt 5000_lines.txt` fails at once (not after
     encoding every line) and names the user's file, never a temporary one."""
-    monkeypatch.setattr(xling.embeddings, "SentenceEncoder", NotToBeCalled, raising=False)
+    stub_encoder(monkeypatch, NotToBeCalled)
     files = {"one": ["satz 1"], "many": [f"sentence {i}" for i in range(5000)], "dups": ["satz 1", "satz 2", "satz 1", ""],
              "small": [f"satz {i}" for i in range(20)], "blank": ["", " "], "empty": []}
     path = {name: write(tmp_path / f"{name}.txt", lines) for name, lines in files.items()}
@@ -301,7 +300,7 @@ class NaNEncoder(FakeEncoder):
 
 
 def test_cli_model_path_errors_after_encoding_name_the_text_file(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(xling.embeddings, "SentenceEncoder", NaNEncoder, raising=False)
+    stub_encoder(monkeypatch, NaNEncoder)
     src = write(tmp_path / "de.txt", [f"satz {i}" for i in range(6)])
     tgt = write(tmp_path / "en.txt", [f"sentence {i}" for i in range(6)])
     assert main(["mine", "--model", "M", "--src", str(src), "--src-lang", "de", "--tgt", str(tgt), "--tgt-lang", "en",

@@ -1,7 +1,7 @@
 """Frozen sentence embeddings as classifier features (the LASER-style path).
 
-The encoder is a :class:`xling.embeddings.SentenceEncoder` (imported only here, when
-this path is used): ``SentenceEncoder.from_pretrained(dir).encode(texts, lang,
+The encoder is any backend of :mod:`xling.embeddings.backends` given by its directory
+(imported only here, when this path is used): ``load_encoder(dir).encode(texts, lang,
 batch_size=, normalize=) -> np.ndarray (n, d)``. It is never trained here.
 """
 
@@ -18,14 +18,16 @@ from xling.errors import XlingError, unknown
 
 
 def load_sentence_encoder(dir: str | Path) -> Any:
-    """``SentenceEncoder.from_pretrained(dir)``; a missing directory is a one-line error."""
+    """The encoder of a model directory of any backend kind (xling, sentence-transformers,
+    transformers: :func:`xling.embeddings.backends.load_encoder`); a missing directory is a
+    one-line error (the classifier keeps a copy of the directory, so a name cannot do)."""
     if not Path(dir).is_dir():
         raise XlingError(f"{dir}: no such sentence-encoder directory")
     try:
-        from xling.embeddings import SentenceEncoder
+        from xling.embeddings.backends import load_encoder
     except ImportError:
-        raise XlingError("frozen embeddings need xling.embeddings.SentenceEncoder, which this install lacks") from None
-    return SentenceEncoder.from_pretrained(dir)
+        raise XlingError("frozen embeddings need xling.embeddings, which this install lacks") from None
+    return load_encoder(dir)
 
 
 def encoder_languages(encoder: Any) -> list[str]:

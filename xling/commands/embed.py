@@ -1,12 +1,14 @@
 """``xling embed``: sentence embeddings of a text file, written as a ``.npy`` array.
 
-    xling embed --model DIR --lang de --input FILE|- --out X.npy [--batch-size 64] [--normalize]
+    xling embed --model DIR|NAME --lang de --input FILE|- --out X.npy [--batch-size 64] [--normalize]
                 [--mmap] [--chunk 8192] [--device cpu|cuda] [--quiet]
 
 Input: a UTF-8 file or stdin (``-``), one sentence per line, read strictly (invalid UTF-8 is
 an error naming the line). Row i of the output is line i: an empty line keeps its row with
 a zero vector (one warning counts them); an input with no line at all is an error. The
-language must be one the model was trained on. Output: a float32 ``(lines, dim)`` array in
+language must be one the model was trained on (a model that declares no languages: one
+warning). ``--model``: an xling sentence embedder, a sentence-transformers or transformers
+directory, a Hugging Face hub id, or ``use-multilingual`` (:mod:`xling.embeddings.backends`). Output: a float32 ``(lines, dim)`` array in
 NumPy's ``.npy`` format, written under a temporary name and renamed when complete. Lines are
 embedded in chunks (``--chunk``, each sorted by length into batches); with ``--mmap`` each
 chunk goes straight to a memory-mapped ``.npy`` on disk (``np.lib.format.open_memmap``), so
@@ -26,27 +28,29 @@ from xling.errors import XlingError
 from xling.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
+MODEL_HELP = ("sentence encoder: an xling sentence embedder directory, a sentence-transformers or transformers "
+              "directory, a Hugging Face hub id (cached, or online), or use-multilingual")
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from xling.embeddings.api import SentenceEncoder
+    from xling.embeddings.backends import load_encoder
     from xling.utils.truncation import Truncation
 
     texts = read_input(args.input)  # input errors before the (slower) model load
     where = "<stdin>" if args.input == "-" else args.input
     if not texts:
         raise XlingError(f"{where}: no lines to embed")
-    enc = SentenceEncoder.from_pretrained(args.model, device=_device(args.device))
+    enc = load_encoder(args.model, device=_device(args.device))
     enc.check_lang(args.lang)
     n, d = len(texts), enc.dim
     n_empty = sum(not t.strip() for t in texts)
     if n_empty:
         print(f"xling embed: {n_empty} of {n} lines are empty: zero vectors", file=sys.stderr)
     bar = tqdm(total=n, unit="line", desc="embed", file=sys.stderr, disable=args.quiet)
-    quiet_api = logging.getLogger("xling.embeddings.api")
+    quiet_api = logging.getLogger("xling.embeddings.backends.base")
     level = quiet_api.level
     quiet_api.setLevel(logging.ERROR)  # empty-line warnings: counted once above, not per chunk
     cut = Truncation()  # lines cut to the model's length, over every chunk: said once below
@@ -80,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("embed", help="sentence embeddings of a text file (.npy)",
                        description="Embed one sentence per line with a trained sentence encoder.")
-    p.add_argument("--model", required=True, metavar="DIR",
-                   help="sentence embedder directory (xling train, model_type: sentence)")
+    p.add_argument("--model", required=True, metavar="DIR|NAME", help=MODEL_HELP)
     p.add_argument("--lang", required=True, type=A.lang, help="language code of the input (one the model was trained on)")
     p.add_argument("--input", default="-", metavar="FILE", help="one sentence per line; - = stdin (default)")
     p.add_argument("--out", required=True, metavar="X.npy", type=A.out_file, help="output .npy file (written atomically)")

@@ -14,6 +14,7 @@ import sys
 
 from xling.errors import XlingError
 from xling.commands import args as A
+from xling.commands.embed import MODEL_HELP
 from xling.mining.index import DEFAULT_CHUNK, DEFAULT_EF_SEARCH, DEFAULT_NPROBE
 from xling.mining.margin import MARGINS
 from xling.mining.mine import MODES
@@ -78,7 +79,7 @@ def register(sub) -> None:
     p.add_argument("--tgt-emb", help="target embeddings (.npy, one row per line of --tgt)")
     p.add_argument("--src", help="source sentences, one per line (UTF-8)")
     p.add_argument("--tgt", help="target sentences, one per line (UTF-8)")
-    p.add_argument("--model", help="sentence encoder directory: encode --src/--tgt instead of --src-emb/--tgt-emb")
+    p.add_argument("--model", metavar="DIR|NAME", help=MODEL_HELP + ": encodes --src/--tgt instead of --src-emb/--tgt-emb")
     p.add_argument("--src-lang", type=A.lang, help="source language code (with --model)")
     p.add_argument("--tgt-lang", type=A.lang, help="target language code (with --model)")
     p.add_argument("--batch-size", type=A.positive_int, default=64, help="sentences per encoder batch (with --model)")

@@ -30,6 +30,7 @@ import torch
 
 from xling.data.masking import pad_batch
 from xling.data.span_masking import with_bos_eos
+from xling.embeddings.backends.base import check_batch_size, encode_rows
 from xling.embeddings.model import SentenceEmbedder
 from xling.errors import XlingError
 from xling.models.io import read_model_config
@@ -76,6 +77,7 @@ class SentenceEncoder:
             raise XlingError("sentence encoder: no training languages recorded")
         self.model = model.eval()
         self.vocab = vocab
+        self.name = "xling sentence encoder"  # the backend protocol's name: its directory once loaded
         self.languages = sorted(languages)
         self.target_languages = sorted(target_languages)
         limit = model.max_positions - 2 if model.max_positions is not None else max_len
@@ -93,8 +95,10 @@ class SentenceEncoder:
         if rec.sentence is None or not rec.sentence.languages:
             raise XlingError(f"{Path(dir) / 'config.json'}: records no training languages (extra.sentence.languages)")
         model = SentenceEmbedder.from_pretrained(dir, device=device)
-        return cls(model, Vocab.load(dir), rec.sentence.languages, rec.sentence.target_languages,
-                   int(rec.max_len or DEFAULT_MAX_LEN))
+        enc = cls(model, Vocab.load(dir), rec.sentence.languages, rec.sentence.target_languages,
+                  int(rec.max_len or DEFAULT_MAX_LEN))
+        enc.name = str(dir)
+        return enc
 
     def save_pretrained(self, dir: str | os.PathLike, extra: dict | None = None) -> Path:
         """Model, vocabulary and the language record, loadable with :meth:`from_pretrained`."""
@@ -122,22 +126,16 @@ class SentenceEncoder:
         ``normalize``: unit L2 norm per row (zero rows stay zero); ``truncation``: a counter
         the texts cut to ``max_len`` are added to (the caller reports them), else one warning."""
         self.check_lang(lang)
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise XlingError(f"batch size: must be a positive integer, got {batch_size!r}")
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        where = [i for i, t in enumerate(texts) if t.strip()]
-        if len(where) < len(texts):
-            log.warning("%d of %d texts are empty: zero vectors", len(texts) - len(where), len(texts))
-        ids = self.vocab.encode_batch([texts[i] for i in where], lang=lang) if where else []
-        with counting(truncation, log) as cut:
+        check_batch_size(batch_size)
+
+        def embed(kept: list[str]) -> np.ndarray:  # (n', D)
+            ids = self.vocab.encode_batch(kept, lang=lang)
             cut.add(map(len, ids), self.max_len, total=len(texts))
-        ids = [x[: self.max_len] for x in ids]
-        if where:
-            out[where] = embed_ids(self.model, ids, self.vocab.bos_id, self.vocab.eos_id, batch_size).numpy()
-        if normalize:
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            np.divide(out, norms, out=out, where=norms > 0)
-        return out
+            ids = [x[: self.max_len] for x in ids]
+            return embed_ids(self.model, ids, self.vocab.bos_id, self.vocab.eos_id, batch_size).numpy()
+
+        with counting(truncation, log) as cut:
+            return encode_rows(texts, self.dim, embed, normalize)
 
     def decode(self, embeddings: np.ndarray | torch.Tensor, tgt_lang: str, beam: int = 1, max_len: int = 100,
                batch_size: int = 64, cfg=None) -> list[str]:

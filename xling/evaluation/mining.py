@@ -243,17 +243,18 @@ def check_sizes(n: int, d: int, name: str, distractors: int = 4, dev_fraction: f
 def evaluate_mining_model(model_dir: str | os.PathLike, src_texts: list[str], tgt_texts: list[str], src_lang: str,
                           tgt_lang: str, *, batch_size: int = 64, data: str | None = None,
                           truncation: Truncation | None = None, **kw: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Encode aligned texts with ``SentenceEncoder.from_pretrained(model_dir)`` and evaluate
+    """Encode aligned texts with the encoder ``model_dir`` names (any backend:
+    :func:`xling.embeddings.backends.load_encoder`) and evaluate
     (:func:`evaluate_mining`); equal texts count as the same sentence. Languages, sizes, k
     and the index are checked before encoding; sentences cut to the model's length are
     counted into ``truncation``, else said in one warning for both sides."""
-    from xling.embeddings import SentenceEncoder  # lazy: torch, and built separately
+    from xling.embeddings.backends import load_encoder  # lazy: torch, and built separately
     from xling.evaluation.signature import model_hash
     from xling.evaluation.textmetrics import lines_hash
 
     if len(src_texts) != len(tgt_texts):
         raise XlingError(f"aligned texts needed: {len(src_texts)} source and {len(tgt_texts)} target lines")
-    encoder = SentenceEncoder.from_pretrained(model_dir)
+    encoder = load_encoder(model_dir)
     for lang in (src_lang, tgt_lang):
         encoder.check_lang(lang)
     name = f"{src_lang}-{tgt_lang}"
@@ -261,7 +262,9 @@ def evaluate_mining_model(model_dir: str | os.PathLike, src_texts: list[str], tg
     with counting(truncation, log, prefix=f"{name}: ") as cut:
         src = encoder.encode(src_texts, src_lang, batch_size=batch_size, normalize=True, truncation=cut)  # (n, d)
         tgt = encoder.encode(tgt_texts, tgt_lang, batch_size=batch_size, normalize=True, truncation=cut)  # (n, d)
-    return evaluate_mining(src, tgt, model=model_hash(model_dir), data=data or short_hash(lines_hash(src_texts) + lines_hash(tgt_texts)),
+    signed = model_hash(model_dir) if Path(model_dir).is_dir() else "unsaved"  # a name (USE, a hub id): its own
+    signed = getattr(encoder, "name", signed) if signed == "unsaved" else signed
+    return evaluate_mining(src, tgt, model=signed, data=data or short_hash(lines_hash(src_texts) + lines_hash(tgt_texts)),
                            src_ids=text_ids(src_texts), tgt_ids=text_ids(tgt_texts), **kw)
 
 

@@ -141,11 +141,12 @@ def encode_file(encoder: Any, lines: LineFile, lang: str, out_npy: str | os.Path
 def mine_with_model(model_dir: str | os.PathLike, src_text: str | os.PathLike, src_lang: str,
                     tgt_text: str | os.PathLike, tgt_lang: str, out: str | os.PathLike, *, batch_size: int = 64,
                     progress: bool = False, truncation: Truncation | None = None, **mine_kw: Any) -> dict[str, Any]:
-    """Encode both files with ``SentenceEncoder.from_pretrained(model_dir)`` into temporary
+    """Encode both files with the encoder ``model_dir`` names (any backend of
+    :func:`xling.embeddings.backends.load_encoder`) into temporary
     ``.npy`` files next to ``out`` and mine them (as :func:`mine_files` does). Files, languages,
     ``k`` and the index are checked first (see the module doc); lines cut to the model's
     length are counted into ``truncation``, else said in one warning for both files."""
-    from xling.embeddings import SentenceEncoder  # lazy: heavy (torch), and optional for embedding-only mining
+    from xling.embeddings.backends import load_encoder  # lazy: heavy (torch), and optional for embedding-only mining
 
     texts = (src_text, tgt_text)
     files: list[LineFile] = []
@@ -155,7 +156,7 @@ def mine_with_model(model_dir: str | os.PathLike, src_text: str | os.PathLike, s
             if not len(files[-1]):
                 raise XlingError(f"{text}: empty file")
         (src_rows, src_stats), (tgt_rows, tgt_stats) = _rows(files[0], "source"), _rows(files[1], "target")
-        encoder = SentenceEncoder.from_pretrained(model_dir)
+        encoder = load_encoder(model_dir)
         for lang in (src_lang, tgt_lang):
             encoder.check_lang(lang)
         names = (str(src_text), str(tgt_text))
