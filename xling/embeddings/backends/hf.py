@@ -70,7 +70,7 @@ def hub_snapshot(name: str) -> Path:
     try:
         return Path(hub.snapshot_download(name, allow_patterns=HUB_FILES))
     except Exception as e:  # unreachable hub, unknown or gated repository: one line, no retry
-        raise XlingError(f"{missing} nor could it be downloaded: {_one_line(e)[:300]}") from None
+        raise XlingError(f"{missing}, nor could it be downloaded ({_one_line(e).split(';')[0][:160]})") from None
 
 
 def card_languages(dir: Path) -> list[str] | None:
