@@ -120,7 +120,8 @@ def register(sub) -> None:
     from xling.commands.mine import add_mining_options
 
     m = ev.add_parser("mining", help="BUCC-style F1 (threshold from dev) and Tatoeba-style P@1 / xSIM error")
-    m.add_argument("--model", help="sentence encoder directory (with --corpus and --pairs)")
+    m.add_argument("--model", help="sentence encoder: an xling, sentence-transformers or transformers directory, a "
+                   "hub id, or use-multilingual (with --corpus and --pairs)")
     m.add_argument("--corpus", help="corpus directory (Moses layout) holding the parallel split")
     m.add_argument("--pairs", default="", type=A.pair_list, help="language pairs, e.g. de-en,en-fr")
     m.add_argument("--src-emb", help="source embeddings .npy (instead of --model): row i translates row i of --tgt-emb")
