@@ -139,6 +139,30 @@ def test_equals_xling_mine_with_the_model(workspace, texts, tmp_path):
     assert max(abs(got[p] - ref[p]) for p in got) <= 2e-6
 
 
+def test_any_encoder_backend_embeds_the_shards(workspace, texts, hf_models, tmp_path):
+    """A sentence-transformers directory runs the pipeline: every embedding shard equals the
+    backend's own vectors of the shard's kept lines (normalised, as mining uses them), and its
+    files are the run's model digest, so a rerun reuses every unit. (The search stages are the
+    same for every encoder: proven above against ``xling mine``.)"""
+    from xling.embeddings.backends import load_encoder
+    from xling.mining.pipeline.prepare import shard_texts
+
+    out = tmp_path / "run"
+    data = _config(workspace, texts, embed={"dtype": "float32"})
+    data["model"] = str(hf_models.st_bert)
+    summary = _run(data, out)
+    assert summary["pairs"] > 0
+    enc = load_encoder(hf_models.st_bert)
+    shards = sorted((out / "embed").rglob("*.npy"))
+    assert len(shards) >= 3
+    for path in shards:
+        side, key = path.parent.name, f"{path.parent.name}/{path.stem}"
+        lang = data[side]["lang"]
+        want = enc.encode(shard_texts(out, key), lang, normalize=True)  # (n, d)
+        assert np.abs(np.load(path) - want).max() <= 1e-6, key
+    assert not _ran(_run(data, out))  # nothing recomputed
+
+
 def test_killed_run_resumes_with_the_same_output(workspace, texts, reference, tmp_path, monkeypatch):
     """A worker raising in the middle of the embed stage; the rerun recomputes the failed unit
     and what follows it, keeps every finished unit's record, and writes the reference output."""

@@ -122,7 +122,8 @@ class FilterConfig:
 
 @dataclass
 class MineCorpusConfig:
-    model: str  # sentence encoder directory (xling train with model_type sentence, or xling convert laser)
+    model: str  # sentence encoder: an xling directory (xling train / xling convert laser), a sentence-transformers
+    #   or transformers directory, a hub id, or use-multilingual (xling.embeddings.backends)
     src: SideConfig  # source side: language and text files
     tgt: SideConfig  # target side
     prepare: PrepareConfig = field(default_factory=PrepareConfig)  # normalisation, length limits, language ID

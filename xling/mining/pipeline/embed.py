@@ -1,7 +1,8 @@
 """The ``embed`` stage: a shard's kept lines -> a float16 (or float32) ``.npy`` on disk.
 
 The sentence encoder is loaded the way ``xling embed`` and ``xling mine --model`` load it
-(:meth:`SentenceEncoder.from_pretrained`), once per worker process, and encodes in chunks
+(:func:`xling.embeddings.backends.load_encoder`: an xling, sentence-transformers or transformers
+directory, a hub id, ``use-multilingual``), once per worker process, and encodes in chunks
 (``normalize=True``, as ``xling mine``) straight into a memory-mapped ``.npy``.
 """
 
@@ -16,12 +17,12 @@ from xling.mining.pipeline.prepare import shard_texts
 from xling.mining.pipeline.units import Unit, stage
 from xling.utils.io import atomic_path
 
-_ENCODERS: dict = {}  # (model directory, device) -> SentenceEncoder: one per worker process
+_ENCODERS: dict = {}  # (model, device) -> encoder: one per worker process
 
 
 def load_encoder(model: str, device: str | None = None):
-    """The sentence encoder of ``model`` (cached: the last one loaded in this process)."""
-    from xling.embeddings import SentenceEncoder
+    """The sentence encoder ``model`` names (cached: the last one loaded in this process)."""
+    from xling.embeddings.backends import load_encoder as load
 
     if device is None:
         import torch
@@ -30,7 +31,7 @@ def load_encoder(model: str, device: str | None = None):
     key = (model, device)
     if key not in _ENCODERS:
         _ENCODERS.clear()
-        _ENCODERS[key] = SentenceEncoder.from_pretrained(model, device=device)
+        _ENCODERS[key] = load(model, device=device)
     return _ENCODERS[key]
 
 

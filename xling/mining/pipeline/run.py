@@ -42,9 +42,12 @@ DIRECTIONS = {"fwd": ("src", "tgt"), "bwd": ("tgt", "src")}  # direction -> (que
 OUTPUT = "pairs.tsv"
 
 
-def model_digest(model: str) -> str:
-    """sha256 over the files of a model directory (weights, config, vocabulary)."""
-    return sha256_files([p for p in sorted(Path(model).iterdir()) if p.is_file()])
+def model_digest(model: str, name: str) -> str:
+    """sha256 over the files of a model directory (weights, config, vocabulary); for an encoder
+    named without a directory (``use-multilingual``, a hub id), its signature name (version / commit)."""
+    if Path(model).is_dir():
+        return sha256_files([p for p in sorted(Path(model).iterdir()) if p.is_file()])
+    return f"name:{name}"
 
 
 def _gb(n: float) -> str:
@@ -64,13 +67,11 @@ class Pipeline:
     def check(self) -> None:
         cfg = self.cfg
         check_writable(self.out, "dir", "run directory")
-        if not Path(cfg.model).is_dir():
-            raise XlingError(f"{cfg.model}: no such model directory")
-        enc = load_encoder(cfg.model, "cpu")
+        enc = load_encoder(cfg.model, "cpu")  # an unknown directory or name is a one-line error
         for side in (cfg.src, cfg.tgt):
             enc.check_lang(side.lang)
         self.dim = enc.dim
-        self.model_sha = model_digest(cfg.model)
+        self.model_sha = model_digest(cfg.model, enc.name)
         if cfg.prepare.langid:
             check_langid()
         self.shards = {side: plan_shards(side, getattr(cfg, side).files, cfg.prepare.shard_size) for side in SIDES}
