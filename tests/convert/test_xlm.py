@@ -343,3 +343,11 @@ def test_hidden_states_do_not_depend_on_the_batch(converted, bible):
         full = model(xl, langs=langs)
         one = model(xl[:1, : int(real[0].sum())], langs=langs[:1, : int(real[0].sum())])
     np.testing.assert_allclose(full[0, : one.shape[1]].numpy(), one[0].numpy(), atol=1e-5)
+
+
+def test_a_converted_mass_model_is_not_exported_to_fairseq(converted, tmp_path, capsys):
+    """Its vocabulary is BPE codes, not the SentencePiece model the fairseq export writes: one line."""
+    rc = main(["convert", "to-fairseq", "--input", str(converted["mass"][2]), "--out", str(tmp_path / "fs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "not SentencePiece (bpe backend" in err[0], err
+    assert not (tmp_path / "fs").exists()

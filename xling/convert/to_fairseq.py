@@ -187,6 +187,9 @@ def export(model_dir: str | Path, out: str | Path, src_lang: str | None = None, 
     model = TransformerSeq2Seq.from_pretrained(model_dir)
     cfg = model.config
     vocab = Vocab.load(model_dir)
+    if not (Path(model_dir) / "spm.model").is_file():
+        raise XlingError(f"{model_dir}: its vocabulary is not SentencePiece ({vocab.meta.get('backend', '?')} backend, "
+                         "e.g. converted from XLM / MASS); the fairseq export writes a SentencePiece model")
     record = (meta.get("extra") or {}).get("converted") or {}
     if record.get("symbols"):  # converted from fairseq: its own dictionaries, in their order
         fdict = FairseqDict(list(record["symbols"]), list(record["counts"]))
