@@ -245,3 +245,24 @@ def hf_models(workspace, tmp_path_factory) -> HFModels:
         SentenceTransformer(modules=[tr, stm.Pooling(tr.get_embedding_dimension(), pooling), *tail], device="cpu",
                             model_card_data=SentenceTransformerModelCardData(language=langs)).save(str(d / f"st_{name}"))
     return HFModels(st_bert=d / "st_bert", st_xlmr=d / "st_xlmr", bert=d / "bert")
+
+
+def side_reference(python: Path, script: Path, name: str, digest, *args: str) -> Path:
+    """What ``script`` (run once with the side venv's ``python`` and ``--out DIR args``) wrote, cached in
+    ``$XLING_CACHE/<name>/<key>``: the key hashes ``digest`` (a hashlib object over the script's
+    inputs) with the side venv's build stamps, so a changed script, input or venv builds it again."""
+    import shutil
+
+    digest.update(str(sorted(p.name for p in python.parent.parent.glob(".built-*"))).encode())
+    out = xling_cache() / name / digest.hexdigest()[:16]
+    with file_lock(xling_cache() / f"{name}.lock"):
+        if not (out / "manifest.json").exists():
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            proc = subprocess.run([str(python), str(script), *args, "--out", str(tmp)], capture_output=True,
+                                  text=True, env=side_env())
+            if proc.returncode != 0:
+                pytest.fail(f"{script.name} failed (exit {proc.returncode}):\n{proc.stderr[-6000:]}", pytrace=False)
+            shutil.rmtree(out, ignore_errors=True)
+            os.rename(tmp, out)
+    return out

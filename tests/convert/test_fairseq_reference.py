@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FIXTURE_DB, ROOT, file_lock, side_env, side_run, xling_cache
+from conftest import FIXTURE_DB, ROOT, side_env, side_run, side_reference
 
 MAKE_TINY = ROOT / "tests" / "fairseq_ref" / "make_tiny.py"
 VARIANTS = ("postnorm_shared", "prenorm_learned", "noscale")
@@ -50,21 +48,7 @@ def fairseq_ref(fairseq_python, tmp_path_factory) -> Path:
     h = hashlib.sha256(MAKE_TINY.read_bytes())
     for path in sorted(corpus.glob("*.en-fr.*")):
         h.update(path.name.encode() + b"\0" + path.read_bytes())
-    h.update(str(sorted(p.name for p in fairseq_python.parent.parent.glob(".built-*"))).encode())
-    out = xling_cache() / "fairseq-ref" / h.hexdigest()[:16]
-    with file_lock(xling_cache() / "fairseq-ref.lock"):
-        if not (out / "manifest.json").exists():
-            tmp = out.with_name(out.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            proc = subprocess.run(
-                [str(fairseq_python), str(MAKE_TINY), "--corpus", str(corpus), "--out", str(tmp)],
-                capture_output=True, text=True, env=side_env(),
-            )  # fmt: skip
-            if proc.returncode != 0:
-                pytest.fail(f"make_tiny.py failed (exit {proc.returncode}):\n{proc.stderr[-6000:]}", pytrace=False)
-            shutil.rmtree(out, ignore_errors=True)
-            os.rename(tmp, out)
-    return out
+    return side_reference(fairseq_python, MAKE_TINY, "fairseq-ref", h, "--corpus", str(corpus))
 
 
 INSPECT = r"""

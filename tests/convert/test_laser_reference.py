@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import FIXTURE_DB, ROOT, file_lock, side_env, xling_cache
+from conftest import FIXTURE_DB, ROOT, side_reference
 from xling.cli import main
 from xling.embeddings.api import SentenceEncoder
 from xling.tokenization.vocab import BOS, EOS, MASK, PAD, UNK, Vocab
@@ -41,19 +38,7 @@ pytestmark = pytest.mark.timeout(1800)  # the first use may build the side venv
 def laser_ref(fairseq_python) -> Path:
     """The directory make_laser.py wrote, cached across runs."""
     h = hashlib.sha256(MAKE_LASER.read_bytes() + FIXTURE_DB.read_bytes())
-    h.update(str(sorted(p.name for p in fairseq_python.parent.parent.glob(".built-*"))).encode())
-    out = xling_cache() / "laser-ref" / h.hexdigest()[:16]
-    with file_lock(xling_cache() / "laser-ref.lock"):
-        if not (out / "manifest.json").exists():
-            tmp = out.with_name(out.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            proc = subprocess.run([str(fairseq_python), str(MAKE_LASER), "--db", str(FIXTURE_DB), "--out", str(tmp)],
-                                  capture_output=True, text=True, env=side_env())
-            if proc.returncode != 0:
-                pytest.fail(f"make_laser.py failed (exit {proc.returncode}):\n{proc.stderr[-6000:]}", pytrace=False)
-            shutil.rmtree(out, ignore_errors=True)
-            os.rename(tmp, out)
-    return out
+    return side_reference(fairseq_python, MAKE_LASER, "laser-ref", h, "--db", str(FIXTURE_DB))
 
 
 @pytest.fixture(scope="session")
