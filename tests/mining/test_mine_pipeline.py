@@ -1,10 +1,11 @@
 """``xling mine-corpus``: the sharded pipeline against ``xling mine`` on the same inputs (exact
-index: same pairs, same scores, byte for byte), a run killed by a raising worker and rerun
-(same output, only the unfinished units recomputed), a changed setting (only the stages that
-depend on it rerun; refused without --force, naming it), bad inputs."""
+index: same pairs, same scores, byte for byte), a run killed by a raising worker or a SIGKILLed
+worker process and rerun (same output, only the unfinished units recomputed), a changed setting
+(only the stages that depend on it rerun; refused without --force, naming it), bad inputs."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -192,6 +193,65 @@ def test_killed_run_resumes_with_the_same_output(workspace, texts, reference, tm
     assert {n: r["digest"] for n, r in after.items()} == {n: r["digest"] for n, r in ref.items()}
     again = _run(_config(workspace, texts), out)  # idempotent: nothing left to do
     assert not any(again["ran"].values())
+
+
+def _die_in(victim: str, run: str, unit: U.Unit) -> dict:
+    """``run_unit`` in a pool worker, except for the unit named ``victim``: once three other units of
+    its stage have finished, the worker SIGKILLs itself when the unit renames its first output into
+    place (the unit's temporary file is written, the unit is unfinished, nothing else is cleaned up)."""
+    import os
+    import signal
+    import time
+
+    if unit.name == victim:
+        done = Path(run) / "done" / unit.stage
+        deadline = time.monotonic() + 60
+        while len(list(done.glob("*/*.json"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.replace = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # this process only: it dies
+    return U.run_unit(run, unit)
+
+
+class _KillingExecutor(LocalExecutor):
+    """Two worker processes, one of which is SIGKILLed in the middle of the unit ``victim``."""
+
+    def __init__(self, victim: str) -> None:
+        super().__init__(2)
+        self.victim = victim
+
+    def map(self, fn, items, gpu=False):
+        assert fn is U.run_unit
+        return super().map(functools.partial(_die_in, self.victim), items, gpu)
+
+
+@pytest.mark.parametrize("victim", ["embed/src/00003", "search/bwd/00002"])
+def test_sigkilled_worker_resumes_with_the_same_output(workspace, texts, reference, tmp_path, victim):
+    """A worker process SIGKILLed in the middle of a unit (its temporary output on disk, no record):
+    the run stops with one line naming a dead worker; the rerun recomputes exactly the units without
+    a record (counted from done/: every other record is left as it was, byte for byte) and writes
+    the reference output; the leftover temporary file is never read."""
+    out = tmp_path / "run"
+    killer = _KillingExecutor(victim)
+    try:
+        with pytest.raises(XlingError, match=r"a worker died \(BrokenProcessPool.*rerun to resume"):
+            _run(_config(workspace, texts), out, executor=killer)
+    finally:
+        killer.close()
+    stage = victim.split("/")[0]
+    before = {name: (out / "done" / name).read_bytes() for name in _records(out)}
+    finished = [n for n in before if n.startswith(f"{stage}/")]
+    assert f"{victim}.json" not in before and len(finished) >= 3  # killed in the middle of its stage
+    assert list(out.rglob("*.tmp"))  # the dead unit's half-done output
+    assert not (out / "pairs.tsv").exists()
+    summary = _run(_config(workspace, texts), out)
+    after = {name: (out / "done" / name).read_bytes() for name in _records(out)}
+    recomputed = {n for n in after if after[n] != before.get(n)}
+    assert recomputed == set(after) - set(before) and f"{victim}.json" in recomputed
+    assert {f"{s}/{k}.json" for s, keys in summary["ran"].items() for k in keys} == recomputed
+    assert summary["stages"][stage]["computed"] == summary["stages"][stage]["units"] - len(finished)
+    assert (out / "pairs.tsv").read_bytes() == (reference / "pairs.tsv").read_bytes()
+    ref = _records(reference)
+    assert {n: r["digest"] for n, r in _records(out).items()} == {n: r["digest"] for n, r in ref.items()}
 
 
 def test_changed_filter_reruns_only_extraction(workspace, texts, reference, tmp_path):
