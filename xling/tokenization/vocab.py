@@ -51,7 +51,7 @@ MODEL_FILE = "spm.model"
 META_FILE = "vocab.json"
 FORMAT = "xling-vocab"
 FORMAT_VERSION = 1
-BACKENDS = ("spm", "bpe")  # vocab.json "backend" (absent: spm)
+BACKENDS = ("spm", "bpe", "hf")  # vocab.json "backend" (absent: spm)
 MODEL_TYPES = ("unigram", "bpe")
 SPM_THREADS = 16  # fixed: the trained model depends on the thread count, not on the machine
 FERTILITY_SAMPLE = 1000  # sentences per language used to measure tokens per sentence
@@ -107,6 +107,10 @@ class Vocab:
             from xling.tokenization.bpe import BpeVocab
 
             return BpeVocab.load_files(directory, meta)
+        if backend == "hf":
+            from xling.tokenization.hf import HfVocab
+
+            return HfVocab.load_files(directory, meta)
         if not model_path.is_file():
             raise XlingError(f"{model_path}: no such file (not a vocabulary directory?)")
         verify_checksums(directory, [MODEL_FILE])
