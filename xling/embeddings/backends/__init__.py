@@ -12,7 +12,7 @@ The modules below register one backend kind each, in detection order
 (:mod:`xling.embeddings.backends.registry`).
 """
 
-from xling.embeddings.backends import xling_dir, hf, use  # noqa: F401  (registration, in detection order)
+from xling.embeddings.backends import xling_dir, onnx, hf, use  # noqa: F401  (registration, in detection order)
 from xling.embeddings.backends.base import Encoder, EncoderBase
 from xling.embeddings.backends.registry import backends, load_encoder
 
