@@ -224,3 +224,134 @@ def test_import_refuses_bad_input(hf_dirs, tmp_path):
     (dec / "config.json").write_text(json.dumps(cfg))
     (dec / "tokenizer.json").unlink()
     fails(dec, "tokenizer.json: no such file", langs=["en"])
+
+
+# ----------------------------------------------------------------------------- export
+
+
+@pytest.fixture(scope="module")
+def xling_vocab(tmp_path_factory):
+    """A native xling vocabulary (SentencePiece unigram, byte fallback) over English, French and TEXTS."""
+    from helpers import bible_texts
+
+    from xling.tokenization.vocab import train_vocab
+
+    bible = bible_texts(tmp_path_factory.mktemp("bible") / "corpus")
+    texts = {**bible, **{lang: [t] * 5 for lang, t in zip(["ru", "zh", "ar", "hi", "el"], TEXTS[4::2] + TEXTS[-1:])}}
+    return train_vocab(texts, tmp_path_factory.mktemp("vocab"), vocab_size=500)
+
+
+EXPORTS = {  # xling encoder settings -> the Hugging Face model_type they export to
+    "roberta-prelayernorm": dict(),  # xling's defaults
+    "xlm-roberta-xl": dict(emb_norm=False, positions="sinusoidal", tie_embeddings=False),
+    "bert": dict(pre_norm=False, position_offset=2, layer_norm_eps=1e-12),
+    "xlm": dict(pre_norm=False, lm_transform=False, activation="relu", d_ff=128),
+}
+
+
+@pytest.fixture(scope="module")
+def exported(xling_vocab, tmp_path_factory):
+    """model_type -> (the xling directory, the exported Hugging Face directory)."""
+    from xling.models.config import EncoderConfig
+
+    d = tmp_path_factory.mktemp("to_hf")
+    out = {}
+    for seed, (name, options) in enumerate(EXPORTS.items()):
+        torch.manual_seed(seed)
+        cfg = dict(vocab_size=len(xling_vocab), n_langs=len(xling_vocab.languages), d_model=32, n_layers=2, n_heads=4,
+                   d_ff=64, max_positions=48, dropout=0.0, attn_dropout=0.0)
+        model = TransformerEncoder(EncoderConfig(**{**cfg, **options}))
+        with torch.no_grad():  # norms and biases away from 1 / 0: a misplaced one shows
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        model.save_pretrained(d / name, vocab=xling_vocab)
+        assert main(["convert", "to-hf", "--input", str(d / name), "--out", str(d / f"{name}_hf")]) == 0
+        out[name] = (d / name, d / f"{name}_hf")
+    return out
+
+
+@pytest.mark.parametrize("name", list(EXPORTS))
+def test_export_matches_xling(exported, name, one_thread):
+    """AutoModel / AutoModelForMaskedLM of the export equal xling (language ids given as the README says),
+    and AutoTokenizer gives xling's ids, ``<s> x </s>``, on text in seven scripts."""
+    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+    src, dst = exported[name]
+    assert AutoConfig.from_pretrained(dst).model_type == name
+    model = TransformerEncoder.from_pretrained(src).eval()
+    vocab = Vocab.load(src)
+    texts = SAMPLES + ["  two  spaces ", "ŋ unseen ✓ bytes"]
+    ids, real = hf_batch(AutoTokenizer.from_pretrained(dst), texts)
+    xl, _, xl_real = xling_batch(vocab, list(range(len(vocab))), texts)
+    assert torch.equal(ids.masked_fill(~real, 0), xl) and torch.equal(real, xl_real)
+    assert AutoTokenizer.from_pretrained(dst).decode(ids[1], skip_special_tokens=True) == texts[1]
+    langs = torch.tensor([[i % len(vocab.languages)] * xl.shape[1] for i in range(len(texts))])
+    key = "langs" if name == "xlm" else "token_type_ids"
+    with torch.no_grad():
+        hidden = model(xl, langs=langs)
+        logits = model.lm_logits(hidden)
+        base = AutoModel.from_pretrained(dst).eval()(input_ids=ids, attention_mask=real.long(), **{key: langs})
+        mlm = AutoModelForMaskedLM.from_pretrained(dst).eval()(input_ids=ids, attention_mask=real.long(), **{key: langs})
+    h = float((hidden - base.last_hidden_state)[real].abs().max())
+    lg = float((logits - mlm.logits)[real].abs().max())
+    print(f"export {name}: hidden max|diff| {h:.2e}, logits max|diff| {lg:.2e}")
+    assert h < TOL and lg < TOL
+
+
+@pytest.mark.parametrize("family", ["bert", "xlmr"])
+def test_import_export_round_trip(hf_dirs, imported, tmp_path, family, one_thread):
+    """An imported model exported again: its own tokenizer and ids, the original model's MLM logits."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    assert main(["convert", "to-hf", "--input", str(imported[family]), "--out", str(tmp_path / "back")]) == 0
+    ids, real = hf_batch(AutoTokenizer.from_pretrained(hf_dirs[family]), SAMPLES)
+    again, _ = hf_batch(AutoTokenizer.from_pretrained(tmp_path / "back"), SAMPLES)
+    assert torch.equal(ids, again)
+    with torch.no_grad():
+        a = AutoModelForMaskedLM.from_pretrained(hf_dirs[family]).eval()(input_ids=ids, attention_mask=real.long())
+        b = AutoModelForMaskedLM.from_pretrained(tmp_path / "back").eval()(input_ids=ids, attention_mask=real.long())
+    n = a.logits.shape[-1]
+    assert b.logits.shape[-1] == n
+    assert float((a.logits - b.logits)[real].abs().max()) < TOL
+
+
+def test_xlm_round_trip(hf_dirs, imported, tmp_path, one_thread):
+    """A converted XLM goes back to XLMWithLMHeadModel with XLMTokenizer's files and ids."""
+    from transformers import AutoTokenizer, XLMWithLMHeadModel
+
+    assert main(["convert", "to-hf", "--input", str(imported["xlm"]), "--out", str(tmp_path / "back")]) == 0
+    texts = [SAMPLES[0], "the earth and the heaven"]
+    a_tok, b_tok = AutoTokenizer.from_pretrained(hf_dirs["xlm"]), AutoTokenizer.from_pretrained(tmp_path / "back")
+    ids = [a_tok._tokenize(t, lang="en") for t in texts]
+    assert ids == [b_tok._tokenize(t, lang="en") for t in texts]
+    enc = a_tok(texts, padding=True, return_tensors="pt")
+    assert torch.equal(enc["input_ids"], b_tok(texts, padding=True, return_tensors="pt")["input_ids"])
+    langs = torch.ones_like(enc["input_ids"])
+    with torch.no_grad():
+        a = XLMWithLMHeadModel.from_pretrained(hf_dirs["xlm"]).eval()(**enc, langs=langs)
+        b = XLMWithLMHeadModel.from_pretrained(tmp_path / "back").eval()(**enc, langs=langs)
+    real = enc["attention_mask"].bool()
+    assert float((a.logits - b.logits)[real].abs().max()) < TOL
+
+
+def test_export_refuses_bad_input(imported, xling_vocab, tmp_path):
+    from xling.convert.to_hf import export
+    from xling.models.config import EncoderConfig, Seq2SeqConfig
+    from xling.models.seq2seq import TransformerSeq2Seq
+
+    def fails(src, match):
+        with pytest.raises(XlingError, match=match) as e:
+            export(src, tmp_path / "out")
+        assert "\n" not in str(e.value)
+        assert not (tmp_path / "out").exists()
+
+    sizes = dict(vocab_size=len(xling_vocab), n_langs=len(xling_vocab.languages), d_model=16, n_layers=1, n_heads=2,
+                 d_ff=32, max_positions=16)
+    TransformerSeq2Seq(Seq2SeqConfig(**sizes, n_dec_layers=1)).save_pretrained(tmp_path / "s2s", vocab=xling_vocab)
+    fails(tmp_path / "s2s", "a transformer_seq2seq cannot be exported to Hugging Face")
+    TransformerEncoder(EncoderConfig(**sizes, embed_scale=True, pre_norm=False, emb_norm=False)).save_pretrained(
+        tmp_path / "scaled", vocab=xling_vocab)
+    fails(tmp_path / "scaled", "no Hugging Face encoder computes this model: embed_scale .*; emb_norm: false")
+    TransformerEncoder(EncoderConfig(**sizes, lm_transform=False)).save_pretrained(tmp_path / "plain", vocab=xling_vocab)
+    fails(tmp_path / "plain", "lm_transform: false with pre_norm")
+    fails(tmp_path / "nothing", "no such model directory")

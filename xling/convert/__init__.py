@@ -9,4 +9,4 @@ is one module and one import line here.
 from xling.convert import fairseq, to_fairseq  # noqa: F401  (registration)
 from xling.convert import xlm  # noqa: F401  (registration)
 from xling.convert import laser  # noqa: F401  (registration)
-from xling.convert import hf  # noqa: F401  (registration)
+from xling.convert import hf, to_hf  # noqa: F401  (registration)
