@@ -17,7 +17,7 @@ from xling.commands.args import Parser
 from xling.errors import XlingError
 from xling.training.preemption import Stopped
 
-COMMANDS = ["corpus", "vocab", "train", "evaluate", "generate", "embed", "mine", "mine_corpus", "classify", "convert"]  # modules; "generate" adds translate + generate; missing ones are skipped
+COMMANDS = ["corpus", "vocab", "train", "evaluate", "generate", "embed", "mine", "mine_corpus", "classify", "convert", "export"]  # modules; "generate" adds translate + generate; missing ones are skipped
 
 
 def build_parser() -> Parser:

@@ -108,6 +108,9 @@ def _load(model_dir: Path) -> tuple[str, Any, nn.Module | None]:
     if not isinstance(clf.encoder, SentenceEncoder):
         raise XlingError(f"{model_dir}: a frozen classifier on {clf.encoder.name}, which is not an xling sentence "
                          f"embedder; ONNX export takes {EXPORTABLE}")
+    if clf.model.config.dim != clf.encoder.dim:
+        raise XlingError(f"{model_dir}: the head takes {clf.model.config.dim}-d embeddings, its encoder gives "
+                         f"{clf.encoder.dim}-d")
     return KINDS[model_type], clf.encoder, clf.model.eval()
 
 
