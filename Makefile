@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q -c constraints.txt
 
-.PHONY: venv fairseq-venv ray test quickstart bench clean
+.PHONY: venv fairseq-venv ray onnx test quickstart bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,15 @@ $(VENV)/.installed-ray: pyproject.toml constraints.txt $(VENV)/.installed
 
 ray: $(VENV)/.installed-ray
 
-test: venv fairseq-venv ray
+# The onnx extra (issue 16 part 4): onnx + onnxruntime for `xling export onnx` and exported encoders as
+# --model (tests/export/test_onnx_export.py runs them: parity with PyTorch, int8); `make test` installs it.
+$(VENV)/.installed-onnx: pyproject.toml constraints.txt $(VENV)/.installed
+	$(PIP) -e ".[dev,onnx]"
+	touch $@
+
+onnx: $(VENV)/.installed-onnx
+
+test: venv fairseq-venv ray onnx
 	$(BIN)/python -m pytest tests
 
 # The fairseq side venv (issue 15): the real fairseq, for the converters' parity tests and for
