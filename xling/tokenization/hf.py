@@ -17,7 +17,8 @@ takes); a special the tokenizer lacks (or shares with an earlier one) takes the 
 Encoding calls the tokenizer without its post-processor (no ``[CLS]`` / ``[SEP]``: xling adds
 ``<s>`` / ``</s>`` itself) and with ``encode_special_tokens`` on, so the text ``"[MASK]"`` or
 ``"<mask>"`` in user input is segmented like any other text and never becomes a special id (the
-contract of every xling vocabulary; Hugging Face would match it). Decoding maps back and lets the
+contract of every xling vocabulary; Hugging Face would match it). A model whose vocabulary holds
+the special pieces (Unigram) may still segment such text into one: it is encoded as ``<unk>``. Decoding maps back and lets the
 tokenizer's decoder join the pieces (special ids skipped).
 """
 
@@ -95,6 +96,8 @@ class HfVocab(Vocab):
         for i in reversed(range(len(self._rows))):  # the first xling id of a row wins (specials before copies)
             to_xling[self._rows[i]] = i
         self._to_xling = to_xling
+        self._encoded = to_xling.copy()  # what encode returns: a special piece from the text itself is <unk>
+        self._encoded[[r for i, r in enumerate(self._rows[:len(SPECIAL_TOKENS)]) if i != UNK]] = UNK
         self._sp = self  # code written for the SentencePiece backend calls vocab._sp.id_to_piece / piece_to_id
         self._init_common(languages, meta, source)
 
@@ -151,12 +154,12 @@ class HfVocab(Vocab):
     # ------------------------------------------------------------- tokens
     def encode(self, text: str, lang: str | None = None) -> list[int]:
         """Token ids of ``text`` (no BOS/EOS): the tokenizer's ids, mapped to xling's."""
-        return self._to_xling[self._tok.encode(text, add_special_tokens=False).ids].tolist()
+        return self._encoded[self._tok.encode(text, add_special_tokens=False).ids].tolist()
 
     def encode_batch(self, texts: Sequence[str], lang: str | None = None) -> list[list[int]]:
         """Token ids of many texts (the tokenizer's parallel batch encode)."""
         encs = self._tok.encode_batch(list(texts), add_special_tokens=False)
-        return [self._to_xling[e.ids].tolist() for e in encs]
+        return [self._encoded[e.ids].tolist() for e in encs]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids`` by the tokenizer's decoder; xling's special ids are skipped."""
