@@ -355,3 +355,19 @@ def test_export_refuses_bad_input(imported, xling_vocab, tmp_path):
     TransformerEncoder(EncoderConfig(**sizes, lm_transform=False)).save_pretrained(tmp_path / "plain", vocab=xling_vocab)
     fails(tmp_path / "plain", "lm_transform: false with pre_norm")
     fails(tmp_path / "nothing", "no such model directory")
+
+
+def test_xling_export_comes_back(exported, tmp_path, one_thread):
+    """to-hf then hf: a pre-norm xling encoder with language embeddings computes what it computed, on xling's ids."""
+    src, dst = exported["roberta-prelayernorm"]
+    assert main(["convert", "hf", "--input", str(dst), "--out", str(tmp_path / "back")]) == 0
+    a, b = TransformerEncoder.from_pretrained(src).eval(), TransformerEncoder.from_pretrained(tmp_path / "back").eval()
+    va, vb = Vocab.load(src), Vocab.load(tmp_path / "back")
+    assert vb.languages == va.languages and b.config.use_lang_embeddings
+    assert [vb.encode(t) for t in SAMPLES] == [va.encode(t) for t in SAMPLES]
+    xl, _, real = xling_batch(va, list(range(len(va))), SAMPLES)
+    langs = torch.full_like(xl, 3)
+    with torch.no_grad():
+        ha, hb = a(xl, langs=langs), b(xl, langs=langs)
+        assert float((ha - hb)[real].abs().max()) < TOL
+        assert float((a.lm_logits(ha) - b.lm_logits(hb))[real].abs().max()) < TOL

@@ -14,7 +14,8 @@ initialise classification fine-tuning, XLM-init encoder-decoders, MASS and UNILM
   transform (``lm_transform``). The token-type embedding (segment A, what the model adds when
   given no ``token_type_ids``) is folded into the position table; the model has no language
   embeddings, so ``--langs`` (or the model card's ``language:`` list) only names the languages of
-  the vocabulary. ``roberta-prelayernorm`` and ``xlm-roberta-xl`` (pre-norm, the latter without an
+  the vocabulary. A directory ``xling convert to-hf`` wrote (config's ``xling_languages``) gets its
+  token types back as language embeddings. ``roberta-prelayernorm`` and ``xlm-roberta-xl`` (pre-norm, the latter without an
   embedding LayerNorm) are the same with ``pre_norm: true``: what ``xling convert to-hf`` writes
   for xling's own pre-norm encoders, so those come back too.
 - **XLM** (``xlm``, transformers' XLMModel: the original XLM weights with language embeddings):
@@ -253,7 +254,11 @@ def bert_like(cfg: dict, base: dict, head: dict, vocab, fam: Family, where: str)
         raise XlingError(f"{where}: the weights lack embeddings.position_embeddings.weight")
     offset = cfg.get("pad_token_id", 1) + 1 if fam.pad_positions else 0
     rows, absent = torch.tensor(vocab.rows), vocab.absent
-    state = {"tok_emb.weight": word[rows], "pos_emb.weight": pos + (types[0] if types is not None else 0)}
+    # xling's own export (config's xling_languages): the token types are its language embeddings
+    langs = types is not None and cfg.get("xling_languages") == vocab.languages and len(types) == len(vocab.languages)
+    state = {"tok_emb.weight": word[rows], "pos_emb.weight": pos + (types[0] if types is not None and not langs else 0)}
+    if langs:
+        state["lang_emb.weight"] = types
     for x, h in module_names(fam, n_layers).items():
         state[f"{x}.weight"], state[f"{x}.bias"] = _pair(base, h, where)
     for i in range(n_layers):
@@ -290,7 +295,7 @@ def bert_like(cfg: dict, base: dict, head: dict, vocab, fam: Family, where: str)
             vocab_size=len(vocab), n_langs=len(vocab.languages), d_model=d, n_layers=n_layers,
             n_heads=cfg["num_attention_heads"], d_ff=cfg["intermediate_size"], max_positions=pos.shape[0] - offset,
             dropout=float(cfg.get("hidden_dropout_prob", 0.1)), attn_dropout=float(cfg.get("attention_probs_dropout_prob", 0.1)),
-            activation=cfg.get("hidden_act", "gelu"), pre_norm=fam.pre_norm, use_lang_embeddings=False,
+            activation=cfg.get("hidden_act", "gelu"), pre_norm=fam.pre_norm, use_lang_embeddings=langs,
             tie_embeddings=tied, pad_id=0, layer_norm_eps=float(cfg.get("layer_norm_eps", 1e-12)),
             positions="learned", position_offset=offset, embed_scale=False, emb_norm=fam.emb_norm,
             lm_transform=True, lm_bias=True)
@@ -373,7 +378,7 @@ def convert(input: str | Path, out: str | Path, langs: list[str] | None = None) 
         if langs is None:
             from xling.embeddings.backends.hf import card_languages
 
-            langs = card_languages(dir)
+            langs = cfg.get("xling_languages") or card_languages(dir)
             if langs is None:
                 raise XlingError(f"{dir}: name the languages the model covers with --langs (its model card "
                                  "declares none)")
