@@ -150,6 +150,8 @@ def _rows() -> list[Row]:
             langs=("--langs",), unknown_lang="", out=("--out", "dir")),
         Row("convert xlm", _xlm_opts, inputs={"--input": "pickle", "--codes": "file"}, langs=("--langs",),
             unknown_lang="", out=("--out", "dir")),
+        Row("export onnx", lambda w, i, o: {"--model": w.laser, "--out": o / "onnx", **quiet}, model="--model",
+            out=("--out", "dir")),
     ]
 
 
@@ -189,7 +191,7 @@ def _laser_opts(w, i, o) -> dict:
 ROWS = _rows()
 WRONG_KIND = {"classify predict": "s2s", "evaluate xlm": "laser", "evaluate mining": "s2s",
               "evaluate classification": "s2s", "translate": "laser", "generate": "laser", "embed": "classifier",
-              "mine": "xlm", "convert to-fairseq": "xlm"}
+              "mine": "xlm", "convert to-fairseq": "xlm", "export onnx": "s2s"}
 
 
 @pytest.fixture(autouse=True)
