@@ -18,7 +18,7 @@ from xling.tasks.train import TrainConfig, build_context, check_config
 from xling.tokenization.vocab import Vocab
 
 SHIPPED = {"mlm", "tlm", "clm", "mass", "unilm", "translation", "summarization", "laser_translation",
-           "translation_ranking", "denoise", "backtranslation"}
+           "translation_ranking", "denoise", "backtranslation", "distill"}
 
 
 def test_every_shipped_kind_is_registered_once_and_well_formed():
@@ -51,7 +51,7 @@ def test_traits_answer_what_other_packages_asked_by_name():
     assert {n for n, x in k.items() if x.source_len} == {"mass", "translation", "summarization", "denoise",
                                                          "backtranslation"}
     assert {n for n, x in k.items() if x.lm_probe} == {"mlm", "tlm", "clm"}
-    assert {n for n, x in k.items() if x.ranking} == {"translation_ranking"}
+    assert {n for n, x in k.items() if x.ranking} == {"translation_ranking", "distill"}
     assert {n for n, x in k.items() if x.langs == "pair"} == {"tlm", "translation"}
     assert {n for n, x in k.items() if x.langs == "cycle"} == {"backtranslation"}
 

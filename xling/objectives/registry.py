@@ -41,6 +41,8 @@ class BuildContext:
     generate: Callable[..., list[list[int]]] | None = None  # decoding with the model being trained:
     #   (model, sources, src_id, tgt_id, **GenerationConfig fields) -> token ids per source, in eval mode without
     #   gradient (back-translation); given by the run, since generation is a higher layer than objectives
+    shared: dict[str, Any] = field(default_factory=dict)  # objects one run's factories and readers share, by key
+    #   (the distillation teacher's vector cache)
 
     def section(self, name: str) -> Any:
         """The config section ``name`` (a dataclass loaded from YAML)."""

@@ -102,6 +102,16 @@ def _fits_positions(model, tasks: list) -> None:
                          f"lower data.max_len / max_tgt_len / stream_len")
 
 
+def _fits_teacher(model, tasks: list) -> None:
+    """A student's embeddings must have its teacher's size (objective distill)."""
+    for t in tasks:
+        need = getattr(t.objective, "target_dim", None)
+        if need is not None and need != model.dim:
+            raise XlingError(f"objective {t.group}: the teacher's vectors are {need}-d but the student's embeddings "
+                             f"{model.dim}-d: set model.hidden to {need // 2} (lstm) or the transformer's d_model "
+                             f"to {need}")
+
+
 def _mlm_probe(cfg: Any, vocab: Vocab, tasks: list) -> list[Callable]:
     """Per-language MLM perplexity (``ppl/<lang>``, ``acc/<lang>``, ``ppl/avg``) for the languages of
     the MLM-like objectives, each on the valid split of the first such objective's corpus."""
@@ -167,6 +177,7 @@ RECIPES: dict[str, ModelRecipe] = {r.name: r for r in (
     ModelRecipe("sentence", SentenceEmbedder,
                 lambda cfg, vocab: ts.init_sentence_model(cfg.model, vocab, cfg.init, cfg.data.max_len),
                 unused_in_ddp=lambda tasks: True,  # ranking batches leave the decoder without gradients
+                check=_fits_teacher,
                 valid_parts=lambda cfg, vocab, tasks: [ts.retrieval_valid_fn(tasks, vocab)],
                 record=_record_languages, prepare=_hard_negatives),
 )}

@@ -1,6 +1,6 @@
 """Training sentence embedders (``model_type: sentence``) with ``xling train``.
 
-Two objective types, both listed with plain languages and expanded into directions with the
+Three objective types, all listed with plain languages and expanded into directions with the
 config's ``sentence.pivots`` (LASER translated every language into English and Spanish)::
 
     model_type: sentence
@@ -15,6 +15,8 @@ config's ``sentence.pivots`` (LASER translated every language into English and S
   (the default), so the encoder sees it too; with two pivots each is translated into the other.
 - ``translation_ranking``: the contrastive loss of :mod:`xling.objectives.sentence` on the
   pairs ``l``-pivot (a pair is used once whatever its order; ``l`` = pivot is skipped).
+- ``distill`` (:mod:`xling.objectives.distill`): ``l`` -> the teacher's vector of its pivot
+  translation, and each pivot -> the teacher's vector of itself (``distill.teacher``).
 
 Pairs are read from ``{split}.{l1}-{l2}.*`` (a Bible corpus built with ``--pairs en`` holds
 the English pairs only; pivots other than ``en`` need ``--pairs all``). Validation adds the
@@ -34,7 +36,7 @@ import torch
 from xling.config import from_dict, to_dict
 from xling.errors import XlingError
 from xling.objectives.registry import objective_kind
-from xling.objectives.sentence import SentenceConfig, directions
+from xling.objectives.sentence import SentenceConfig
 from xling.tokenization.vocab import Vocab
 
 DROPOUT_KEYS = ("dropout", "attn_dropout")  # may change when starting from a saved model
@@ -42,11 +44,14 @@ DROPOUT_KEYS = ("dropout", "attn_dropout")  # may change when starting from a sa
 
 def trained_languages(objectives: list[Any], spec: SentenceConfig) -> dict[str, list[str]]:
     """``{"languages": encoder-side languages, "target_languages": decoder targets}`` of a run."""
+    from xling.objectives.registry import BuildContext
+
+    ctx = BuildContext(vocab=None, model_type="sentence", data=None, sections={"sentence": spec})
     src: set[str] = set()
     tgt: set[str] = set()
     for o in objectives:
         kind = objective_kind(o.type)
-        for d in directions(o.type, o.langs, spec) if kind.expand else []:
+        for d in kind.expand(list(o.langs), ctx) if kind.expand else []:
             a, b = d.split("-", 1)
             src.add(a)
             if kind.ranking:
@@ -152,7 +157,7 @@ def cluster_ranking_tasks(tasks: list, model, vocab: Vocab, max_tokens: int, see
     ranking = [t for t in tasks if objective_kind(t.group).ranking]
     if not ranking:
         return 0
-    keys = {tuple(int(i) for i in y): None for t in ranking for _, y in t.examples}  # unique pivot sentences
+    keys = {tuple(int(i) for i in e[1]): None for t in ranking for e in t.examples}  # unique pivot sentences
     unique = list(keys)
     emb = torch.nn.functional.normalize(embed_ids(model, unique, vocab.bos_id, vocab.eos_id, batch_size), dim=-1)
     pairs_per_batch = max_tokens / float(np.mean(np.concatenate([t.lengths for t in ranking])))
@@ -164,7 +169,7 @@ def cluster_ranking_tasks(tasks: list, model, vocab: Vocab, max_tokens: int, see
     _, assign = km.index.search(x, 1)  # (U, 1)
     cluster_of = dict(zip(unique, assign[:, 0].tolist()))
     for t in ranking:
-        t.clusters = np.array([cluster_of[tuple(int(i) for i in y)] for _, y in t.examples], dtype=np.int64)
+        t.clusters = np.array([cluster_of[tuple(int(i) for i in e[1])] for e in t.examples], dtype=np.int64)
     return k
 
 
@@ -182,7 +187,7 @@ def retrieval_valid_fn(tasks: list, vocab: Vocab, batch_size: int = 64):
         if s == g:
             continue
         name = "-".join(sorted((vocab.languages[s], vocab.languages[g])))
-        sets.setdefault(name, ([x for x, _ in t.examples], [y for _, y in t.examples]))
+        sets.setdefault(name, ([e[0] for e in t.examples], [e[1] for e in t.examples]))  # (x, y, ...) examples
 
     def valid(model) -> dict[str, float]:
         out: dict[str, float] = {}

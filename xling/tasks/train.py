@@ -29,6 +29,7 @@ from xling.data.noise import NoiseConfig
 from xling.errors import XlingError
 from xling.models.io import write_model_meta
 from xling.models.record import TrainingRecord, read_record
+from xling.objectives.distill import DistillConfig
 from xling.objectives.mass import MassConfig
 from xling.objectives.mixture import MixtureBatches
 from xling.objectives.registry import BuildContext, objective_kind
@@ -60,6 +61,7 @@ class TrainConfig:
     unilm: UnilmConfig = field(default_factory=UnilmConfig)  # unilm objectives (mask mixture, n-grams, split)
     seq2seq: SupervisedConfig = field(default_factory=SupervisedConfig)  # translation / summarization
     sentence: SentenceConfig = field(default_factory=SentenceConfig)  # model_type: sentence (pivots, ranking loss)
+    distill: DistillConfig = field(default_factory=DistillConfig)  # objective distill: the teacher, loss, vector cache
     denoise: NoiseConfig = field(default_factory=NoiseConfig)  # denoise objectives: the source's word noise
     backtranslation: BacktranslationConfig = field(default_factory=BacktranslationConfig)  # how it translates
     unsupervised: bool = False  # no parallel data (unsupervised MT): pair objectives only with weight 0 (validation),

@@ -1,0 +1,165 @@
+"""Distillation (objective ``distill``) and the teacher's on-disk vector cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from xling.cli import main
+from xling.config import load_config
+from xling.embeddings.backends.registry import load_encoder
+from xling.embeddings.cache import VectorCache, default_cache_dir
+from xling.errors import XlingError
+from xling.objectives.distill import DistillConfig, distill_loss
+from xling.tasks.train import TrainConfig, run_training
+
+
+class CountingEncoder:
+    """A toy teacher: a fixed random projection of character counts; counts the texts it encodes."""
+
+    def __init__(self, dim: int = 8) -> None:
+        self.dim, self.name, self.calls = dim, f"toy{dim}", []
+        self.w = np.random.default_rng(dim).normal(size=(256, dim)).astype(np.float32)
+
+    def encode(self, texts, lang, batch_size=64):
+        self.calls.append(list(texts))
+        x = np.zeros((len(texts), 256), np.float32)
+        for i, t in enumerate(texts):
+            for b in t.encode("utf-8"):
+                x[i, b] += 1
+        return x @ self.w
+
+
+def test_vector_cache_encodes_each_text_once_and_reads_back_exactly(tmp_path):
+    teacher = CountingEncoder()
+    loads = []
+    cache = VectorCache(tmp_path / "c", lambda: loads.append(1) or teacher, "toy", progress=False)
+    texts = ["a b", "c d", "a b", "e f"]
+    rows = cache.rows(texts, "en")
+    assert rows[0] == rows[2] and len(set(rows.tolist())) == 3
+    assert teacher.calls == [["a b", "c d", "e f"]]  # duplicates once, in first-seen order
+    np.testing.assert_array_equal(cache.vectors[rows], teacher.encode(texts, "en"))
+    # the same text in another language is another key; known texts are not encoded again
+    rows2 = cache.rows(["c d", "a b", "g"], "fr")
+    assert teacher.calls[-1] == ["c d", "a b", "g"] and len(cache) == 6
+    assert cache.rows(["a b"], "en")[0] == rows[0] and len(teacher.calls) == 3  # (the check call above)
+    # reopened: a memory map, nothing loaded or encoded
+    again = VectorCache(tmp_path / "c", lambda: pytest.fail("the teacher was loaded"), "toy", progress=False)
+    assert isinstance(again.vectors, np.memmap) and again.dim == 8
+    np.testing.assert_array_equal(again.vectors[again.rows(texts, "en")], cache.vectors[rows])
+    np.testing.assert_array_equal(again.rows(["c d", "a b", "g"], "fr"), rows2)
+    assert loads == [1]
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    assert meta == {"format": 1, "encoder": "toy", "dim": 8, "count": 6}
+    assert not [p for p in (tmp_path / "c").iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def test_vector_cache_refuses_a_teacher_of_another_dimension(tmp_path):
+    VectorCache(tmp_path / "c", lambda: CountingEncoder(8), "toy8", progress=False).rows(["x"], "en")
+    other = VectorCache(tmp_path / "c", lambda: CountingEncoder(16), "toy16", progress=False)
+    assert other.rows(["x"], "en").tolist() == [0]  # cached: the teacher is not needed
+    with pytest.raises(XlingError, match=r"cached vectors are 8-d \(made by toy8\), but toy16 gives 16-d"):
+        other.rows(["new"], "en")
+
+
+def test_default_cache_dir_follows_the_teacher_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("XLING_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text('{"a": 1}')
+    first = default_cache_dir(str(tmp_path / "m"))
+    assert first.parent == tmp_path / "cache" / "vectors" and first.name.startswith("m-")
+    (tmp_path / "m" / "config.json").write_text('{"a": 2}')
+    assert default_cache_dir(str(tmp_path / "m")) != first
+    assert default_cache_dir("use-multilingual").name.startswith("use-multilingual-")
+
+
+def test_distill_loss_kinds():
+    s = torch.tensor([[1.0, 0.0], [0.0, 2.0]], requires_grad=True)
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    mse, cos = distill_loss(s, t, "mse")
+    assert mse.item() == pytest.approx(0.25) and cos.item() == pytest.approx(1.0)
+    assert distill_loss(s, t, "cosine")[0].item() == pytest.approx(0.0)
+    assert distill_loss(s, t, "mse+cosine")[0].item() == pytest.approx(0.25)
+    mse.backward()
+    assert s.grad is not None
+    with pytest.raises(XlingError, match="student's embeddings are 3-d, the teacher's 2-d"):
+        distill_loss(torch.zeros(2, 3), t, "mse")
+    with pytest.raises(XlingError, match="distill.loss"):
+        DistillConfig(loss="l1")
+
+
+# ---------------------------------------------------------------- xling train
+
+
+def _config(ws, tmp_path: Path, teacher: Path, name: str = "cfg.yaml", **over) -> Path:
+    cfg = {
+        "model_type": "sentence",
+        "data": {"corpus": str(ws.corpus), "vocab": str(ws.vocab), "max_len": 30, "max_tokens": 600,
+                 "valid_examples": 16},
+        "sentence": {"pivots": ["en"]},
+        "distill": {"teacher": str(teacher), "cache": str(tmp_path / "teacher_cache")},
+        "objectives": [{"type": "distill", "langs": ["fr"]}],
+        "model": {"emb_dim": 32, "hidden": 16, "n_layers": 1, "dropout": 0.0, "decoder": False},
+        "trainer": {"lr": 3e-3, "warmup_steps": 1, "max_steps": 30, "log_every": 1, "valid_every": 0,
+                    "save_every": 10, "seed": 0, "progress": False},
+    }
+    for k, v in over.items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def _losses(run: Path) -> list[float]:
+    return [m["loss"] for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "lr" in m]
+
+
+def test_distill_trains_a_student_towards_the_teacher_and_resumes_without_it(workspace, tmp_path):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(workspace.laser, teacher)  # a 32-d xling sentence embedder (random weights)
+    cfg = _config(workspace, tmp_path, teacher)
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "a")]) == 0
+    losses = _losses(tmp_path / "a")
+    assert len(losses) == 30 and np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert {"p1/en-fr", "p1/avg"} <= set(summary["valid"])
+    # the cache holds the teacher's own vectors of every English train + valid verse, once
+    enc = load_encoder(teacher)
+    english = (workspace.corpus / "train.en-fr.en").read_text(encoding="utf-8").splitlines()
+    meta = json.loads((tmp_path / "teacher_cache" / "meta.json").read_text())
+    cache = VectorCache(tmp_path / "teacher_cache", lambda: pytest.fail("teacher loaded"), "t", progress=False)
+    np.testing.assert_allclose(cache.vectors[cache.rows(english[:50], "en")], enc.encode(english[:50], "en"),
+                               atol=1e-5)
+    # stopped after 10 updates, the teacher removed, resumed: the same run, no teacher call
+    run_training(load_config(TrainConfig, cfg), tmp_path / "b", stop_after=10)
+    assert (tmp_path / "b" / "checkpoints" / "step_00000010").is_dir()
+    shutil.rmtree(teacher)
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "b"), "--resume"]) == 0
+    assert _losses(tmp_path / "b") == losses
+    assert json.loads((tmp_path / "teacher_cache" / "meta.json").read_text()) == meta
+
+
+def test_distill_bad_input_is_one_line(workspace, tmp_path, capsys):
+    teacher = workspace.laser
+    cases = [
+        (_config(workspace, tmp_path, teacher, "dim.yaml", model={"hidden": 8}),
+         "the teacher's vectors are 32-d but the student's embeddings 16-d: set model.hidden to 16"),
+        (_config(workspace, tmp_path, teacher, "lang.yaml", objectives=[{"type": "distill", "langs": ["de"]}]),
+         "'de'"),
+        (_config(workspace, tmp_path, teacher, "none.yaml", distill={"teacher": ""}),
+         "distill.teacher: objective distill needs a teacher"),
+        (_config(workspace, tmp_path, tmp_path / "nowhere", "where.yaml", distill={"cache": ""}),
+         "no such model directory"),
+    ]
+    for path, match in cases:
+        out = tmp_path / ("run_" + path.stem)
+        rc = main(["train", "--config", str(path), "--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and err[-1].startswith("xling: error:") and match in err[-1], (path.name, err)
+        assert not (out / "model").exists()
