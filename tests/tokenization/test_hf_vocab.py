@@ -1,9 +1,9 @@
 """The ``hf`` vocabulary backend (xling.tokenization.hf): a Hugging Face tokenizer.json behind xling's
 fixed special ids, checked against the ``tokenizers`` library's own output.
 
-Tokenizers are trained here with ``tokenizers`` on a few sentences in six scripts: WordPiece with
-BERT's specials ([PAD] [UNK] [CLS] [SEP] [MASK] in another order than xling's) and Unigram with
-XLM-R's (``<s> <pad> </s> <unk>`` then ``<mask>``) and no mask token in one case.
+The tokenizers are those of the conftest's tiny BERT (WordPiece, BERT's specials) and XLM-R (Unigram,
+XLM-R's ``<s> <pad> </s> <unk>`` then ``<mask>``: another order than xling's) models, trained with
+``tokenizers`` on the workspace's English and French; the samples add five other scripts.
 """
 
 from __future__ import annotations
@@ -16,32 +16,19 @@ from xling.errors import XlingError
 from xling.tokenization.hf import HfVocab
 from xling.tokenization.vocab import BOS, EOS, MASK, PAD, UNK, Vocab
 
-TEXTS = ["The old man reads a book by the river.", "Le vieil homme lit un livre au bord de la rivière.",
-         "Старик читает книгу у реки.", "老人今天在河边读书。", "الرجل العجوز يقرأ كتابا عند النهر.",
-         "बूढ़ा आदमी नदी के किनारे किताब पढ़ता है।"]
 SAMPLES = ["The river reads.", "Le livre, au bord !", "Старик у реки", "老人读书", "يقرأ كتابا", "आदमी किताब",
            "unseen ξ words 東京", "", "a <mask> and [MASK] in text"]
 
 
-def wordpiece():
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+@pytest.fixture(scope="module")
+def tokenizers_(hf_models):
+    """name -> (a fresh Tokenizer of the conftest's tiny models, its pad, unk, bos, eos and mask tokens)."""
+    from tokenizers import Tokenizer
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer, tok.pre_tokenizer, tok.decoder = (normalizers.BertNormalizer(), pre_tokenizers.BertPreTokenizer(),
-                                                      decoders.WordPiece())
-    tok.train_from_iterator(TEXTS * 3, trainers.WordPieceTrainer(
-        vocab_size=200, special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]))
-    return tok
-
-
-def unigram(specials=("<s>", "<pad>", "</s>", "<unk>", "<mask>")):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizers.NFKC(), pre_tokenizers.Metaspace(), decoders.Metaspace()
-    tok.train_from_iterator(TEXTS * 3, trainers.UnigramTrainer(vocab_size=150, unk_token="<unk>",
-                                                               special_tokens=list(specials)))
-    return tok
+    root = hf_models.bert.parent
+    names = {"wordpiece": ("bert", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]),
+             "unigram": ("xlmr", ["<pad>", "<unk>", "<s>", "</s>", "<mask>"])}
+    return {k: (lambda d=d: Tokenizer.from_file(str(root / d / "tokenizer.json")), n) for k, (d, n) in names.items()}
 
 
 def build(tok, names, size=None, languages=("en", "fr")):
@@ -50,13 +37,11 @@ def build(tok, names, size=None, languages=("en", "fr")):
 
 
 @pytest.mark.parametrize("kind", ["wordpiece", "unigram"])
-def test_ids_are_the_tokenizers_mapped(kind, tmp_path):
+def test_ids_are_the_tokenizers_mapped(tokenizers_, kind, tmp_path):
     """encode = the tokenizer's ids (no specials added) through the mapping; specials at xling's ids;
     decode = the tokenizer's decode; save -> load gives the same vocabulary."""
-    if kind == "wordpiece":
-        tok, names = wordpiece(), ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    else:
-        tok, names = unigram(), ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
+    make, names = tokenizers_[kind]
+    tok = make()
     v = build(tok, names)
     assert len(v) == tok.get_vocab_size()
     assert [v.rows[i] for i in (PAD, UNK, BOS, EOS, MASK)] == [tok.token_to_id(n) for n in names]
@@ -79,18 +64,18 @@ def test_ids_are_the_tokenizers_mapped(kind, tmp_path):
     assert [w.encode(t) for t in SAMPLES] == [v.encode(t) for t in SAMPLES]
 
 
-def test_round_trip_of_normalised_text():
+def test_round_trip_of_normalised_text(tokenizers_):
     """With the Unigram tokenizer (NFKC, Metaspace) decode(encode(x)) == x for NFKC text of known characters."""
-    v = build(unigram(), ["<pad>", "<unk>", "<s>", "</s>", "<mask>"])
-    for text in ["The old man reads a book.", "Старик читает книгу у реки.", "老人今天在河边读书。",
-                 "الرجل العجوز يقرأ", "बूढ़ा आदमी नदी के किनारे"]:
+    make, names = tokenizers_["unigram"]
+    v = build(make(), names)
+    for text in ["And God said, Let there be light.", "Et Dieu dit : Que la lumière soit !"]:
         assert v.decode(v.encode(text)) == text
 
 
-def test_absent_specials_and_extra_rows():
+def test_absent_specials_and_extra_rows(tokenizers_):
     """A tokenizer without a mask token: xling's <mask> takes the <unk> row and is never produced; a
     model table with more rows than tokens keeps them (ids after every token)."""
-    tok = unigram(("<s>", "<pad>", "</s>", "<unk>"))
+    tok = tokenizers_["unigram"][0]()
     v = build(tok, ["<pad>", "<unk>", "<s>", "</s>", None], size=tok.get_vocab_size() + 2)
     assert v.absent == [MASK] and v.rows[MASK] == v.rows[UNK]
     assert len(v) == tok.get_vocab_size() + 3 and v.rows[-2:] == [tok.get_vocab_size(), tok.get_vocab_size() + 1]
@@ -98,9 +83,9 @@ def test_absent_specials_and_extra_rows():
     assert v.decode([MASK, len(v) - 1]) == ""
 
 
-def test_bad_input(tmp_path):
-    tok = unigram()
-    names = ["<pad>", "<unk>", "<s>", "</s>", "<mask>"]
+def test_bad_input(tokenizers_, tmp_path):
+    make, names = tokenizers_["unigram"]
+    tok = make()
     with pytest.raises(XlingError, match="not a Hugging Face tokenizer.json"):
         HfVocab("{not json", [0, 1, 2, 3, 4], 10, ["en"])
     with pytest.raises(XlingError, match="more than the model's 10 rows"):
