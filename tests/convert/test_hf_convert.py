@@ -102,7 +102,7 @@ def imported(hf_dirs, tmp_path_factory):
     return {name: d / name for name in hf_dirs}
 
 
-def hf_batch(tokenizer, texts, xlm_rows=None):
+def hf_batch(tokenizer, texts):
     """(HF ids, attention mask) of ``texts`` as the tokenizer feeds them (padded right)."""
     enc = tokenizer(texts, padding=True, return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"].bool()
@@ -156,11 +156,12 @@ def test_import_xlm_matches_transformers(hf_dirs, imported, one_thread):
     language ids on both sides."""
     from transformers import XLMWithLMHeadModel
 
+    from xling.convert.xlm import vocab_rows
+
     model = TransformerEncoder.from_pretrained(imported["xlm"]).eval()
     vocab = Vocab.load(imported["xlm"])
     assert vocab.languages == ["en", "fr"] and model.config.use_lang_embeddings
     ref = XLMWithLMHeadModel.from_pretrained(hf_dirs["xlm"]).eval()
-    from xling.convert.xlm import vocab_rows
     words = json.loads((hf_dirs["xlm"] / "vocab.json").read_text())
     rows = vocab_rows([w for w, _ in sorted(words.items(), key=lambda x: x[1])])[1]
     texts = [("en", SAMPLES[0]), ("fr", SAMPLES[1]), ("en", "the earth and the heaven")]
@@ -291,7 +292,8 @@ def test_export_matches_xling(exported, name, one_thread):
         hidden = model(xl, langs=langs)
         logits = model.lm_logits(hidden)
         base = AutoModel.from_pretrained(dst).eval()(input_ids=ids, attention_mask=real.long(), **{key: langs})
-        mlm = AutoModelForMaskedLM.from_pretrained(dst).eval()(input_ids=ids, attention_mask=real.long(), **{key: langs})
+        mlm = AutoModelForMaskedLM.from_pretrained(dst).eval()(input_ids=ids, attention_mask=real.long(),
+                                                               **{key: langs})
     h = float((hidden - base.last_hidden_state)[real].abs().max())
     lg = float((logits - mlm.logits)[real].abs().max())
     print(f"export {name}: hidden max|diff| {h:.2e}, logits max|diff| {lg:.2e}")
@@ -352,7 +354,8 @@ def test_export_refuses_bad_input(imported, xling_vocab, tmp_path):
     TransformerEncoder(EncoderConfig(**sizes, embed_scale=True, pre_norm=False, emb_norm=False)).save_pretrained(
         tmp_path / "scaled", vocab=xling_vocab)
     fails(tmp_path / "scaled", "no Hugging Face encoder computes this model: embed_scale .*; emb_norm: false")
-    TransformerEncoder(EncoderConfig(**sizes, lm_transform=False)).save_pretrained(tmp_path / "plain", vocab=xling_vocab)
+    plain = TransformerEncoder(EncoderConfig(**sizes, lm_transform=False))
+    plain.save_pretrained(tmp_path / "plain", vocab=xling_vocab)
     fails(tmp_path / "plain", "lm_transform: false with pre_norm")
     fails(tmp_path / "nothing", "no such model directory")
 

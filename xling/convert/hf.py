@@ -15,8 +15,8 @@ initialise classification fine-tuning, XLM-init encoder-decoders, MASS and UNILM
   given no ``token_type_ids``) is folded into the position table; the model has no language
   embeddings, so ``--langs`` (or the model card's ``language:`` list) only names the languages of
   the vocabulary. A directory ``xling convert to-hf`` wrote (config's ``xling_languages``) gets its
-  token types back as language embeddings. ``roberta-prelayernorm`` and ``xlm-roberta-xl`` (pre-norm, the latter without an
-  embedding LayerNorm) are the same with ``pre_norm: true``: what ``xling convert to-hf`` writes
+  token types back as language embeddings. ``roberta-prelayernorm`` and ``xlm-roberta-xl``
+  (pre-norm, the latter without an embedding LayerNorm) are the same with ``pre_norm: true``: what ``xling convert to-hf`` writes
   for xling's own pre-norm encoders, so those come back too.
 - **XLM** (``xlm``, transformers' XLMModel: the original XLM weights with language embeddings):
   XLM's layout as :mod:`xling.convert.xlm` reads it from XLM's own files, the languages from
@@ -90,8 +90,8 @@ def layer_names(fam: Family, i: int) -> dict[str, str]:
     """xling's names in layer ``i`` (modules, ``.weight`` / ``.bias`` follow) -> the Hugging Face ones
     (relative to the base model); the fused QKV projection is :func:`qkv_names`."""
     e = f"encoder.layer.{i}"
-    return {f"layers.{i}.self_attn.out_proj": f"{e}.attention.output.dense", f"layers.{i}.norm_attn": f"{e}.{fam.norms[0]}",
-            f"layers.{i}.ff.fc1": f"{e}.intermediate.dense", f"layers.{i}.ff.fc2": f"{e}.output.dense",
+    return {f"layers.{i}.self_attn.out_proj": f"{e}.attention.output.dense",
+            f"layers.{i}.norm_attn": f"{e}.{fam.norms[0]}", f"layers.{i}.ff.fc1": f"{e}.intermediate.dense", f"layers.{i}.ff.fc2": f"{e}.output.dense",
             f"layers.{i}.norm_ff": f"{e}.{fam.norms[1]}"}
 
 
@@ -153,7 +153,8 @@ def read_weights(dir: Path) -> dict[str, Any]:
         try:
             state.update(safetensors.torch.load_file(str(f)))
         except Exception as e:  # safetensors' own errors: truncated, not a safetensors file, missing shard
-            raise XlingError(f"{f}: cannot read the weights ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+            detail = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            raise XlingError(f"{f}: cannot read the weights ({detail})") from None
     return state
 
 
@@ -294,7 +295,8 @@ def bert_like(cfg: dict, base: dict, head: dict, vocab, fam: Family, where: str)
         config = EncoderConfig(
             vocab_size=len(vocab), n_langs=len(vocab.languages), d_model=d, n_layers=n_layers,
             n_heads=cfg["num_attention_heads"], d_ff=cfg["intermediate_size"], max_positions=pos.shape[0] - offset,
-            dropout=float(cfg.get("hidden_dropout_prob", 0.1)), attn_dropout=float(cfg.get("attention_probs_dropout_prob", 0.1)),
+            dropout=float(cfg.get("hidden_dropout_prob", 0.1)),
+            attn_dropout=float(cfg.get("attention_probs_dropout_prob", 0.1)),
             activation=cfg.get("hidden_act", "gelu"), pre_norm=fam.pre_norm, use_lang_embeddings=langs,
             tie_embeddings=tied, pad_id=0, layer_norm_eps=float(cfg.get("layer_norm_eps", 1e-12)),
             positions="learned", position_offset=offset, embed_scale=False, emb_norm=fam.emb_norm,
@@ -403,7 +405,8 @@ def convert(input: str | Path, out: str | Path, langs: list[str] | None = None) 
     if missing or unexpected:
         raise XlingError(f"{where}: parameters do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
     extra = {"converted": {"from": "hf", "model_type": fam.model_type, "source": dir.name,
-                           "architectures": cfg.get("architectures"), "lm_head": "converted" if has_head else "initialised",
+                           "architectures": cfg.get("architectures"),
+                           "lm_head": "converted" if has_head else "initialised",
                            "dropped": dropped}}
     return model.save_pretrained(out, vocab=vocab, extra=extra)
 

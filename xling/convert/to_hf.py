@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from xling.convert.hf import FAMILIES, Family, head_names, module_names, qkv_names
 from xling.convert.registry import Converter, register_converter
@@ -199,7 +198,8 @@ def hf_config(model, fam: Family, n_rows: int, specials: dict[str, int], languag
     if fam.model_type == "xlm":
         lang = c.use_lang_embeddings and c.n_langs > 1
         return transformers.XLMConfig(
-            emb_dim=c.d_model, n_layers=c.n_layers, n_heads=c.n_heads, dropout=c.dropout, attention_dropout=c.attn_dropout,
+            emb_dim=c.d_model, n_layers=c.n_layers, n_heads=c.n_heads, dropout=c.dropout,
+            attention_dropout=c.attn_dropout,
             gelu_activation=c.activation == "gelu", sinusoidal_embeddings=False, causal=False, asm=False,
             n_langs=c.n_langs if lang else 1, use_lang_emb=lang, max_position_embeddings=c.max_positions,
             is_encoder=True, pad_index=specials["pad"], unk_index=specials["unk"], bos_index=specials["bos"],

@@ -18,8 +18,8 @@ Encoding calls the tokenizer without its post-processor (no ``[CLS]`` / ``[SEP]`
 ``<s>`` / ``</s>`` itself) and with ``encode_special_tokens`` on, so the text ``"[MASK]"`` or
 ``"<mask>"`` in user input is segmented like any other text and never becomes a special id (the
 contract of every xling vocabulary; Hugging Face would match it). A model whose vocabulary holds
-the special pieces (Unigram) may still segment such text into one: it is encoded as ``<unk>``. Decoding maps back and lets the
-tokenizer's decoder join the pieces (special ids skipped).
+the special pieces (Unigram) may still segment such text into one: it is encoded as ``<unk>``.
+Decoding maps back and lets the tokenizer's decoder join the pieces (special ids skipped).
 """
 
 from __future__ import annotations
