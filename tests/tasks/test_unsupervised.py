@@ -74,3 +74,17 @@ def test_an_unsupervised_run_reports_round_trip_and_supervised_bleu(corpora, tmp
     metrics = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     trained = {k for m in metrics for k in m if k.startswith("loss/")}
     assert trained and not any("translation-fr-en" in k and "back" not in k for k in trained)  # never trained on
+
+
+@pytest.mark.parametrize("direction, missing", [("en-de-en", "'de'"), ("de-en-de", "'de'"), ("es-de-es", "'es' or 'de'")])
+def test_a_back_translation_direction_the_model_does_not_know(corpora, tmp_path, capsys, direction, missing):
+    """Refused before any update, naming the direction, the unknown codes and the vocabulary's languages."""
+    args = ["train", "--config", str(TINY_CONFIG), "--out", str(tmp_path / "run")]
+    for s in [f"data.corpus={corpora / 'halves'}", f"data.vocab={corpora / 'vocab'}", "model_type=seq2seq",
+              f"objectives=[{{type: denoise, langs: [en]}}, {{type: backtranslation, langs: [{direction}]}}]"]:
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"xling: error: objective backtranslation {direction}: the model does not know {missing} "
+                       "(its vocabulary's languages: en, fr)"), err
+    assert not (tmp_path / "run" / "model").exists()

@@ -139,6 +139,11 @@ def _build_backtranslation(ctx: BuildContext) -> BacktranslationObjective:
 def _read_cycle(ctx: BuildContext, direction: str, corpus: str, split: str, cache: dict) -> tuple[list, tuple]:
     """``en-fr-en``: the sentences of en, with the (en, fr) ids of the round trip."""
     l1, l2, _ = direction.split("-")
+    known = ctx.vocab.languages
+    missing = [code for code in (l1, l2) if code not in known]
+    if missing:
+        raise XlingError(f"objective backtranslation {direction}: the model does not know "
+                         f"{' or '.join(map(repr, missing))} (its vocabulary's languages: {', '.join(known)})")
     sents, l1_id = read_sentences(ctx, l1, corpus, split, cache)
     return sents, (l1_id, ctx.vocab.lang_id(l2))
 
