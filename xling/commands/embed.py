@@ -28,7 +28,7 @@ from xling.errors import XlingError
 from xling.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
-MODEL_HELP = ("sentence encoder: an xling sentence embedder directory, a sentence-transformers or transformers "
+MODEL_HELP = ("sentence encoder: an xling sentence embedder directory, an `xling export onnx` directory, a sentence-transformers or transformers "
               "directory, a Hugging Face hub id (cached, or online), or use-multilingual")
 
 

@@ -44,10 +44,12 @@ DEFAULT_MAX_LEN = 126  # tokens kept per sentence when the model does not record
 
 
 def embed_ids(model: SentenceEmbedder, ids: Sequence[Sequence[int]], bos_id: int, eos_id: int,
-              batch_size: int = 64) -> torch.Tensor:
+              batch_size: int = 64, lang_id: int | None = None) -> torch.Tensor:
     """Embeddings (N, D) float32 on the CPU of token-id sentences (without <s> </s>), in order.
 
-    Batches are made of sentences of similar length; eval mode and no grad for the call."""
+    Batches are made of sentences of similar length; eval mode and no grad for the call.
+    ``lang_id``: the sentences' language, given to a transformer embedder trained with
+    ``src_lang_embedding`` (as in training); other embedders take no language id."""
     if not len(ids):
         return torch.zeros(0, model.dim)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -60,7 +62,10 @@ def embed_ids(model: SentenceEmbedder, ids: Sequence[Sequence[int]], bos_id: int
             for a in range(0, len(order), batch_size):
                 idx = order[a : a + batch_size]
                 tokens = pad_batch([with_bos_eos(ids[i], bos_id, eos_id) for i in idx], model.config.pad_id)
-                out[idx] = model.embed(torch.from_numpy(tokens).to(device)).float().cpu()  # (b, D)
+                t = torch.from_numpy(tokens).to(device)  # (b, S)
+                langs = (torch.full_like(t, lang_id) if lang_id is not None and model.config.src_lang_embedding
+                         else None)
+                out[idx] = model.embed(t, langs).float().cpu()  # (b, D)
     finally:
         model.train(was_training)
     return out
@@ -132,7 +137,9 @@ class SentenceEncoder:
             ids = self.vocab.encode_batch(kept, lang=lang)
             cut.add(map(len, ids), self.max_len, total=len(texts))
             ids = [x[: self.max_len] for x in ids]
-            return embed_ids(self.model, ids, self.vocab.bos_id, self.vocab.eos_id, batch_size).numpy()
+            return embed_ids(self.model, ids, self.vocab.bos_id, self.vocab.eos_id, batch_size,
+                             lang_id=self.vocab.lang_id(lang) if self.model.config.src_lang_embedding else None
+                             ).numpy()
 
         with counting(truncation, log) as cut:
             return encode_rows(texts, self.dim, embed, normalize)

@@ -181,19 +181,19 @@ def retrieval_valid_fn(tasks: list, vocab: Vocab, batch_size: int = 64):
     the valid examples of the tasks (``p1/{l1}-{l2}`` and their mean ``p1/avg``)."""
     from xling.embeddings.api import embed_ids
 
-    sets: dict[str, tuple[list, list]] = {}
+    sets: dict[str, tuple[list, list, int, int]] = {}
     for t in tasks:
         s, g = t.lang
         if s == g:
             continue
         name = "-".join(sorted((vocab.languages[s], vocab.languages[g])))
-        sets.setdefault(name, ([e[0] for e in t.examples], [e[1] for e in t.examples]))  # (x, y, ...) examples
+        sets.setdefault(name, ([e[0] for e in t.examples], [e[1] for e in t.examples], s, g))  # (x, y, ...) examples
 
     def valid(model) -> dict[str, float]:
         out: dict[str, float] = {}
-        for name, (xs, ys) in sorted(sets.items()):
-            x = embed_ids(model, xs, vocab.bos_id, vocab.eos_id, batch_size)  # (N, D)
-            y = embed_ids(model, ys, vocab.bos_id, vocab.eos_id, batch_size)
+        for name, (xs, ys, s, g) in sorted(sets.items()):
+            x = embed_ids(model, xs, vocab.bos_id, vocab.eos_id, batch_size, lang_id=s)  # (N, D)
+            y = embed_ids(model, ys, vocab.bos_id, vocab.eos_id, batch_size, lang_id=g)
             out[f"p1/{name}"] = float(np.mean(p_at_1(x, y)))
         if sets:
             out["p1/avg"] = float(np.mean([out[f"p1/{n}"] for n in sets]))

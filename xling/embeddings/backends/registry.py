@@ -2,7 +2,7 @@
 
 A backend module (``xling/embeddings/backends/<kind>.py``) calls :func:`register_backend` at
 import; ``backends/__init__.py`` imports the modules in detection order (xling, then
-sentence-transformers, then plain transformers, then the named ones). :func:`load_encoder`
+ONNX exports, then sentence-transformers, then plain transformers, then the named ones). :func:`load_encoder`
 resolves ``--model``:
 
 1. a name a backend registers (``use-multilingual``);
