@@ -148,6 +148,10 @@ def _rows() -> list[Row]:
             langs=("--langs",), unknown_lang="", out=("--out", "dir")),
         Row("convert laser", _laser_opts, inputs={"--input": "pickle", "--spm": "file", "--cvocab": "dict"},
             langs=("--langs",), unknown_lang="", out=("--out", "dir")),
+        Row("convert hf", _hf_opts, inputs={"--input": "dir"}, langs=("--langs",), unknown_lang="",
+            out=("--out", "dir")),
+        Row("convert to-hf", lambda w, i, o: {"--input": w.xlm, "--out": o / "hf"}, model="--input",
+            out=("--out", "dir")),
         Row("convert xlm", _xlm_opts, inputs={"--input": "pickle", "--codes": "file"}, langs=("--langs",),
             unknown_lang="", out=("--out", "dir")),
         Row("export onnx", lambda w, i, o: {"--model": w.laser, "--out": o / "onnx", **quiet}, model="--model",
@@ -182,6 +186,12 @@ def _xlm_opts(w, i, o) -> dict:
     return {"--input": files["checkpoint"], "--codes": files["codes"], "--langs": "en,fr", "--out": o / "converted"}
 
 
+def _hf_opts(w, i, o) -> dict:
+    from xling.convert.to_hf import export
+
+    return {"--input": export(w.xlm, i / "hf"), "--langs": "en,fr", "--out": o / "converted"}
+
+
 def _laser_opts(w, i, o) -> dict:
     files = write_laser_model(i / "laser", "laser3")  # its .cvocab is checked against the embedding
     return {"--input": files["checkpoint"], "--spm": files["spm"], "--cvocab": files["cvocab"], "--langs": "en,fr",
@@ -189,7 +199,7 @@ def _laser_opts(w, i, o) -> dict:
 
 
 ROWS = _rows()
-WRONG_KIND = {"classify predict": "s2s", "evaluate xlm": "laser", "evaluate mining": "s2s",
+WRONG_KIND = {"classify predict": "s2s", "convert to-hf": "s2s", "evaluate xlm": "laser", "evaluate mining": "s2s",
               "evaluate classification": "s2s", "translate": "laser", "generate": "laser", "embed": "classifier",
               "mine": "xlm", "convert to-fairseq": "xlm", "export onnx": "s2s"}
 
