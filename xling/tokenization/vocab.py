@@ -8,8 +8,9 @@ the sha256 of ``spm.model``). Special ids are fixed in every vocabulary::
 
 vocab.json's ``backend`` says what segments the text: ``spm`` (the default, and every vocabulary
 ``xling vocab`` trains) or ``bpe``, BPE codes with a token list behind the same interface
-(:class:`xling.tokenization.bpe.BpeVocab`, for converted XLM / MASS models); :meth:`Vocab.load`
-returns the right one.
+(:class:`xling.tokenization.bpe.BpeVocab`, for converted XLM / MASS models) or ``hf``, a Hugging
+Face ``tokenizer.json`` with its ids mapped onto xling's (:mod:`xling.tokenization.hf`, for
+``xling convert hf``); :meth:`Vocab.load` returns the right one.
 
 Design decisions (see :func:`train_vocab`):
 
