@@ -163,3 +163,14 @@ def test_distill_bad_input_is_one_line(workspace, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and err[-1].startswith("xling: error:") and match in err[-1], (path.name, err)
         assert not (out / "model").exists()
+
+
+def test_the_teacher_encodes_only_the_examples_a_task_keeps(workspace, tmp_path):
+    """max_examples and the validation limit apply before the teacher runs."""
+    cfg = _config(workspace, tmp_path, workspace.laser, objectives=[{"type": "distill", "langs": ["fr"],
+                                                                     "max_examples": 7}],
+                  data={"valid_examples": 3}, trainer={"max_steps": 1, "save_every": 0})
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    count = json.loads((tmp_path / "teacher_cache" / "meta.json").read_text())["count"]
+    english = len((workspace.corpus / "train.en").read_text(encoding="utf-8").splitlines())
+    assert 7 < count <= 2 * (7 + 3) < english  # fr-en and en-en, train and valid, at most

@@ -129,8 +129,8 @@ def distill_directions(langs: list[str], ctx: BuildContext) -> list[str]:
 
 
 def read_distill(ctx: BuildContext, direction: str, corpus: str, split: str, cache: dict) -> tuple[list, tuple[int, int]]:
-    """(student ids cut at data.max_len, pivot ids cut alike, teacher row) of every pair of ``src-pivot``;
-    ``p-p`` reads ``{split}.p`` once. The teacher embeds the whole pivot texts it has not seen."""
+    """(student ids cut at data.max_len, pivot ids cut alike, whole pivot text) of every pair of ``src-pivot``;
+    ``p-p`` reads ``{split}.p`` once. :func:`teacher_rows` then turns the texts a task keeps into teacher rows."""
     from xling.data.readers import load_corpus_split, load_parallel_split
 
     src, pivot = direction.split("-", 1)
@@ -145,9 +145,17 @@ def read_distill(ctx: BuildContext, direction: str, corpus: str, split: str, cac
     n = ctx.data.max_len
     xs = [np.asarray(x[:n], dtype=np.int64) for x in ctx.vocab.encode_batch(a, lang=src)]
     ys = xs if src == pivot else [np.asarray(y[:n], dtype=np.int64) for y in ctx.vocab.encode_batch(b, lang=pivot)]
-    keep = [i for i in range(len(xs)) if len(xs[i]) and len(ys[i])]
-    rows = teacher_store(ctx).rows([b[i] for i in keep], pivot)
-    return [(xs[i], ys[i], int(r)) for i, r in zip(keep, rows)], ids
+    return [(xs[i], ys[i], (pivot, b[i])) for i in range(len(xs)) if len(xs[i]) and len(ys[i])], ids
+
+
+def teacher_rows(ctx: BuildContext, examples: list) -> list:
+    """The kept examples with their pivot text replaced by its row in the teacher's cache (the
+    teacher encodes only the texts it has not seen, of the examples kept after max_examples / limits)."""
+    if not examples:
+        return examples
+    pivot = examples[0][2][0]
+    rows = teacher_store(ctx).rows([text for _, _, (_, text) in examples], pivot)
+    return [(x, y, int(r)) for (x, y, _), r in zip(examples, rows)]
 
 
 DISTILL = register_objective(ObjectiveKind(
@@ -155,4 +163,4 @@ DISTILL = register_objective(ObjectiveKind(
     build=lambda ctx: DistillObjective(teacher_store(ctx), ctx.vocab.bos_id, ctx.vocab.eos_id,
                                        ctx.section("distill").loss),
     padded_len=lambda ex: len(ex[0]) + 2, section=("distill", DistillConfig), expand=distill_directions,
-    ranking=True))
+    finish=teacher_rows, ranking=True))

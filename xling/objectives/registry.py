@@ -74,6 +74,8 @@ class ObjectiveKind:
     padded_len: Callable[[Any], int]  # tokens one example takes in a batch (token budgets)
     section: tuple[str, type] | None = None  # (YAML section, its dataclass) this kind is configured by
     expand: Callable[[list[str], BuildContext], list[str]] | None = None  # langs -> task langs (e.g. directions)
+    finish: Callable[[BuildContext, list], list] | None = None  # the examples a task keeps (after max_examples and
+    #   validation limits) made ready for batches, e.g. a teacher's vectors computed for those only
     stream: bool = False  # examples are XLM stream rows (validation keeps data.valid_rows of them)
     supervised: bool = False  # source -> target pairs: generation-validated, an encoder trained on it decodes
     decodes: bool = False  # an encoder trained with it can generate (UNILM), besides supervised kinds

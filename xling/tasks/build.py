@@ -121,6 +121,8 @@ def build_tasks(objectives: list[ObjectiveSpec], ctx: BuildContext, split: str =
                 ex, lengths = ex[:limit], lengths[:limit]
             if not ex:
                 raise XlingError(f"{corpus}: no usable {split} examples for {spec.type} {lang}")
+            if objective_kind(spec.type).finish is not None:
+                ex = objective_kind(spec.type).finish(ctx, ex)
             tasks.append(Task(f"{spec.type}-{lang}", obj, ex, lengths, ids, spec.type, sched.at(1),
                               schedule=None if sched.constant else sched))
     return tasks
