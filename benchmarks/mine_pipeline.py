@@ -7,7 +7,8 @@ index), in this process (``xling mine`` after a warm-up, the faster of a run bef
 one after the pipeline's). Reported per size: wall time of each, the pipeline / mine ratio, the
 pairs found by both (the encoder batches sentences differently in shards, which moves a vector
 by about one float32 rounding, so a near tie can flip) and the largest score difference on the
-common pairs, and the pipeline's time per stage from its manifest.
+common pairs, the pipeline's time per stage from its manifest, and whether ``xling mine`` on the
+pipeline's own embedding shards and deduplicated texts writes the pipeline's TSV byte for byte.
 
     python benchmarks/mine_pipeline.py --sizes 10k,20k [--workers 1,2] [--model DIR] [--shard-size 5000]
 """
@@ -49,8 +50,8 @@ def write_texts(d: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
     return d / "src.txt", d / "tgt.txt"
 
 
-def tiny_model(d: Path) -> Path:
-    """A random BiLSTM sentence encoder (32-d) with a 350-piece vocabulary of WORDS."""
+def tiny_model(d: Path, dim: int = 32) -> Path:
+    """A random BiLSTM sentence encoder (``dim``-d, 32 by default) with a 350-piece vocabulary of WORDS."""
     import torch
 
     from xling.embeddings import SentenceEmbedder, SentenceEmbedderConfig, SentenceEncoder
@@ -59,7 +60,7 @@ def tiny_model(d: Path) -> Path:
     texts = sentences(np.random.default_rng(1), 3000)
     vocab = train_vocab({"en": texts, "fr": texts}, d / "vocab", vocab_size=350, max_sentences=6000)
     torch.manual_seed(0)
-    emb = SentenceEmbedder(SentenceEmbedderConfig(vocab_size=len(vocab), n_langs=2, emb_dim=32, hidden=16, n_layers=1,
+    emb = SentenceEmbedder(SentenceEmbedderConfig(vocab_size=len(vocab), n_langs=2, emb_dim=32, hidden=dim // 2, n_layers=1,
                                                   dec_emb_dim=32, dec_hidden=32, dropout=0.0))
     SentenceEncoder(emb, vocab, ["en", "fr"], ["en"], max_len=40).save_pretrained(d / "model")
     return d / "model"
@@ -68,6 +69,23 @@ def tiny_model(d: Path) -> Path:
 def pairs(path: Path) -> dict[tuple[str, str], float]:
     rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
     return {(a, b): float(s) for s, a, b in rows}
+
+
+def same_on_its_embeddings(run: Path, xling) -> bool:
+    """``xling mine`` on the pipeline's own embedding shards and deduplicated texts (concatenated)
+    writes the pipeline's pairs.tsv byte for byte: the search, scoring, selection and extraction
+    stages are ``xling mine``'s (only the encoder's batching differs in the runs above)."""
+    from xling.mining.pipeline.prepare import shard_texts
+
+    argv = []
+    for side in ("src", "tgt"):
+        keys = sorted(p.stem for p in (run / "embed" / side).glob("*.npy"))
+        np.save(run / f"{side}.all.npy", np.concatenate([np.load(run / "embed" / side / f"{k}.npy") for k in keys]))
+        lines = [t for k in keys for t in shard_texts(run, f"{side}/{k}")]
+        (run / f"{side}.all.txt").write_text("".join(t + "\n" for t in lines), encoding="utf-8")
+        argv += [f"--{side}-emb", str(run / f"{side}.all.npy"), f"--{side}", str(run / f"{side}.all.txt")]
+    assert xling(["mine", *argv, "--out", str(run / "mine.own.tsv"), "--quiet"]) == 0
+    return (run / "mine.own.tsv").read_bytes() == (run / "pairs.tsv").read_bytes()
 
 
 def main() -> None:
@@ -118,18 +136,21 @@ def main() -> None:
                 row = {"size": size, "workers": workers, "mine_s": round(mine_s, 2), "pipeline_s": round(run_s, 2),
                        "ratio": round(run_s / mine_s, 2), "pairs_mine": len(ref), "pairs_pipeline": len(got),
                        "common": len(common), "max_score_diff": max((abs(got[p] - ref[p]) for p in common), default=0),
-                       "stages": {k: v["seconds"] for k, v in m["stages"].items()}}
+                       "stages": {k: v["seconds"] for k, v in m["stages"].items()},
+                       "same_on_its_embeddings": same_on_its_embeddings(d / f"run{workers}", xling)}
                 results.append(row)
             mine_s = min(mine_s, mine())  # the machine may be shared: the faster of two runs
             for row in results:
                 if row["size"] == size:
                     row["mine_s"], row["ratio"] = round(mine_s, 2), round(row["pipeline_s"] / mine_s, 2)
                     print(json.dumps(row), flush=True)
-    print("\n| sentences/side | workers | xling mine s | pipeline s | ratio | pairs (mine / pipeline / both) | max score diff |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| sentences/side | workers | xling mine s | pipeline s | ratio | pairs (mine / pipeline / both) | "
+          "max score diff | xling mine on the pipeline's embeddings: same TSV |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['size']} | {r['workers']} | {r['mine_s']} | {r['pipeline_s']} | {r['ratio']} | "
-              f"{r['pairs_mine']} / {r['pairs_pipeline']} / {r['common']} | {r['max_score_diff']:.1e} |")
+              f"{r['pairs_mine']} / {r['pairs_pipeline']} / {r['common']} | {r['max_score_diff']:.1e} | "
+              f"{'byte-identical' if r['same_on_its_embeddings'] else 'DIFFERENT'} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
 
