@@ -121,6 +121,10 @@ def test_embed_mine_and_evaluate_with_a_sentence_transformers_directory(hf_model
     tatoeba = result["pairs"]["en-fr"]["tatoeba"]
     assert f"model:{model_hash(model)}|" in tatoeba["signature"]  # the directory's weights, as for xling's own
     assert tatoeba["n"] == len(lines) and 0 <= tatoeba["p_at_1_src2tgt"] <= 1
+    assert main(["evaluate", "mining", "--model", model, "--corpus", str(workspace.corpus), "--pairs", "en-fr",
+                 "--k", "2", "--limit", "20", "--out", str(tmp_path / "r20.json")]) == 0
+    first = json.loads((tmp_path / "r20.json").read_text("utf-8"))["pairs"]["en-fr"]["tatoeba"]
+    assert first["n"] == 20 and "[:20]|" in first["signature"]  # the first 20 pairs, named in the signature
 
 
 def test_frozen_classification_on_a_sentence_transformers_directory(hf_models, workspace, tmp_path):

@@ -77,9 +77,11 @@ def run_mining(args) -> int:
             if not (sep and l1 and l2):
                 raise XlingError(f"--pairs: {pair!r} is not a language pair like de-en")
             a, b = load_parallel_split(args.corpus, args.split, l1, l2)
+            data = corpus_hash(args.corpus)
+            if args.limit:  # the first N pairs: named in the data signature
+                a, b, data = a[: args.limit], b[: args.limit], f"{data}[:{args.limit}]"
             results[pair], hists[pair] = evaluate_mining_model(args.model, a, b, l1, l2, batch_size=args.batch_size,
-                                                               data=corpus_hash(args.corpus), truncation=cut,
-                                                               **settings)
+                                                               data=data, truncation=cut, **settings)
         if msg := cut.message():
             A.warn("evaluate mining", msg)
     print(format_table(results))
@@ -128,6 +130,8 @@ def register(sub) -> None:
     m.add_argument("--tgt-emb", help="target embeddings .npy, aligned with --src-emb")
     m.add_argument("--name", help="name of the embedding pair in the table (default src-tgt)")
     m.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    m.add_argument("--limit", type=A.positive_int, default=None, help="the first N pairs of each pair's split "
+                   "(default: all)")
     m.add_argument("--distractors", type=A.count, default=4, help="non-parallel sentences per gold pair on each side (default 4)")
     m.add_argument("--dev-fraction", type=A.float_in(0, 1, low_open=True, high_open=True), default=0.5, help="share of the pairs in the dev set that picks the threshold")
     m.add_argument("--batch-size", type=A.positive_int, default=64, help="sentences per encoder batch")
