@@ -5,9 +5,10 @@ against ``xling mine --model`` on the same files.
 Two modes, each run of the pipeline in a fresh child process (``LocalExecutor(--workers)``):
 
 - ``text``: synthetic sentences (``mine_pipeline.write_texts``: random words, half of the targets
-  near copies of sources) through every stage with a small random sentence encoder
-  (``mine_pipeline.tiny_model``, 32-d BiLSTM; or ``--model``); then ``xling mine --model`` with
-  the same index on the same files (another child), and the ratio of the two wall times.
+  near copies of sources) through every stage with a random sentence encoder built here
+  (``mine_pipeline.tiny_model``: a 32-d BiLSTM, or ``--encoder laser``: LASER's shape; or
+  ``--model DIR``); then ``xling mine --model`` with the same index on the same files (another
+  child), and the ratio of the two wall times.
 - ``vectors``: short unique text lines (``src 17``) through prepare and dedup, then the embed
   stage replaced by synthetic clustered vectors written straight into its float16 shards (about
   ``n/1000`` cluster centres; target shard j: half noisy copies of source shard j's vectors in
@@ -24,7 +25,8 @@ over the target's float16 shards, normalised as the index saw them) against the 
 forward neighbours: top-1 agreement and the share of the exact k nearest found.
 
     python benchmarks/mine_pipeline_scale.py text --size 1M --index IVF4096,Flat --recall 2000
-    python benchmarks/mine_pipeline_scale.py vectors --size 10M --dim 256 --index OPQ32,IVF16384,PQ32 \\
+    python benchmarks/mine_pipeline_scale.py text --size 2k --shard-size 500 --encoder laser --no-mine --recall 0
+    python benchmarks/mine_pipeline_scale.py vectors --size 10M --dim 256 --index IVF16384,PQ32 \\
         --shard-size 250k --recall 2000
 
 Prints markdown tables (and ``--json FILE`` with every number); ``--workdir`` holds the data and
@@ -55,6 +57,8 @@ sys.path.insert(0, str(HERE))
 from mine_pipeline import _size, pairs, tiny_model, write_texts  # noqa: E402
 from pipeline import cpu_model  # noqa: E402
 
+ENCODERS = {"tiny": (32, 1, 32), "laser": (1024, 5, 320)}  # random BiLSTMs: (dim, layers, token emb dim); laser:
+#   LASER's shape (5 x 512 both ways, 320-d tokens, 1024-d sentences), for encode rates
 TEXT_CHUNK = 1_000_000  # lines written at a time (vectors mode)
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -276,7 +280,7 @@ def run_mode(args, tmp: Path) -> dict:
     t0 = time.perf_counter()
     if args.mode == "text":
         src, tgt = write_texts(d, n)
-        model = Path(args.model) if args.model else tiny_model(d)
+        model = Path(args.model) if args.model else tiny_model(d, *ENCODERS[args.encoder])
         spec = {"config": config(args, model, src, tgt), "out": str(d / "run"), "workers": args.workers}
     else:
         src, tgt = write_numbered(d, n)
@@ -350,7 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--workers", type=int, default=1, help="text mode: worker processes (1 = in the child)")
     ap.add_argument("--dim", type=int, default=256, help="vectors mode: embedding dimension")
-    ap.add_argument("--model", help="text mode: sentence encoder directory (default: the tiny random one)")
+    ap.add_argument("--encoder", choices=sorted(ENCODERS), default="tiny",
+                    help="text mode: the random encoder built here (tiny: 32-d; laser: LASER's shape, 1024-d)")
+    ap.add_argument("--model", help="text mode: a sentence encoder directory instead of a random one")
     ap.add_argument("--no-mine", action="store_true", help="text mode: skip xling mine")
     ap.add_argument("--recall", type=int, default=2000, help="sampled queries for recall (0: skip)")
     ap.add_argument("--workdir", help="data and run directories (default: a temporary directory)")
