@@ -76,13 +76,12 @@ def same_on_its_embeddings(run: Path, xling) -> bool:
     """``xling mine`` on the pipeline's own embedding shards and deduplicated texts (concatenated)
     writes the pipeline's pairs.tsv byte for byte: the search, scoring, selection and extraction
     stages are ``xling mine``'s (only the encoder's batching differs in the runs above)."""
-    from xling.mining.pipeline.prepare import shard_texts
+    from xling.mining.pipeline.embed import side_rows
 
     argv = []
     for side in ("src", "tgt"):
-        keys = sorted(p.stem for p in (run / "embed" / side).glob("*.npy"))
-        np.save(run / f"{side}.all.npy", np.concatenate([np.load(run / "embed" / side / f"{k}.npy") for k in keys]))
-        lines = [t for k in keys for t in shard_texts(run, f"{side}/{k}")]
+        emb, lines = side_rows(run, side)
+        np.save(run / f"{side}.all.npy", emb)
         (run / f"{side}.all.txt").write_text("".join(t + "\n" for t in lines), encoding="utf-8")
         argv += [f"--{side}-emb", str(run / f"{side}.all.npy"), f"--{side}", str(run / f"{side}.all.txt")]
     assert xling(["mine", *argv, "--out", str(run / "mine.own.tsv"), "--quiet"]) == 0

@@ -79,13 +79,12 @@ def reference(workspace, texts, tmp_path_factory) -> Path:
 
 def _pipeline_inputs(run: Path, d: Path) -> list:
     """The pipeline's own float16 embeddings and deduplicated texts as ``xling mine`` inputs."""
-    from xling.mining.pipeline.prepare import shard_texts
+    from xling.mining.pipeline.embed import side_rows
 
     argv = []
     for side in ("src", "tgt"):
-        keys = sorted(p.stem for p in (run / "embed" / side).glob("*.npy"))
-        np.save(d / f"{side}.npy", np.concatenate([np.load(run / "embed" / side / f"{k}.npy") for k in keys]))
-        lines = [t for k in keys for t in shard_texts(run, f"{side}/{k}")]
+        emb, lines = side_rows(run, side)
+        np.save(d / f"{side}.npy", emb)
         (d / f"{side}.txt").write_text("".join(t + "\n" for t in lines), encoding="utf-8")
         argv += [f"--{side}-emb", d / f"{side}.npy", f"--{side}", d / f"{side}.txt"]
     return argv

@@ -61,3 +61,11 @@ def embed(run: Path, unit: Unit) -> dict:
             out.flush()
             del out
     return {"rows": len(texts), "truncated": cut.cut}
+
+
+def side_rows(run: Path, side: str) -> tuple[np.ndarray, list[str]]:
+    """A finished run's embeddings (n, d) and kept lines of one side, shard after shard: the rows
+    the later stages number, as ``xling mine --src-emb X --src Y`` would read them."""
+    keys = sorted(f"{side}/{p.stem}" for p in (Path(run) / "embed" / side).glob("*.npy"))
+    emb = np.concatenate([np.load(Path(run) / embed_output(k)) for k in keys])
+    return emb, [t for k in keys for t in shard_texts(Path(run), k)]
