@@ -61,7 +61,8 @@ def tiny_model(d: Path, dim: int = 32, layers: int = 1, emb_dim: int = 32) -> Pa
     texts = sentences(np.random.default_rng(1), 3000)
     vocab = train_vocab({"en": texts, "fr": texts}, d / "vocab", vocab_size=350, max_sentences=6000)
     torch.manual_seed(0)
-    emb = SentenceEmbedder(SentenceEmbedderConfig(vocab_size=len(vocab), n_langs=2, emb_dim=emb_dim, hidden=dim // 2, n_layers=layers,
+    emb = SentenceEmbedder(SentenceEmbedderConfig(vocab_size=len(vocab), n_langs=2, emb_dim=emb_dim, hidden=dim // 2,
+                                                  n_layers=layers,
                                                   dec_emb_dim=32, dec_hidden=32, dropout=0.0))
     SentenceEncoder(emb, vocab, ["en", "fr"], ["en"], max_len=40).save_pretrained(d / "model")
     return d / "model"

@@ -270,7 +270,8 @@ def write_numbered(d: Path, n: int) -> tuple[Path, Path]:
 def config(args, model: Path, src: Path, tgt: Path) -> dict:
     return {"model": str(model), "src": {"lang": "en", "files": [str(src)]}, "tgt": {"lang": "fr", "files": [str(tgt)]},
             "prepare": {"shard_size": _size(args.shard_size)}, "embed": {"dtype": "float16"},
-            "index": {"type": args.index, "nprobe": args.nprobe, "train_size": args.train_size}, "mining": {"k": args.k}}
+            "index": {"type": args.index, "nprobe": args.nprobe, "train_size": args.train_size},
+            "mining": {"k": args.k}}
 
 
 def run_mode(args, tmp: Path) -> dict:
@@ -350,7 +351,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shard-size", default="100k", help="lines per shard")
     ap.add_argument("--index", default="auto", help="faiss factory string or auto (the pipeline's choice by size)")
     ap.add_argument("--nprobe", type=int, default=16)
-    ap.add_argument("--train-size", type=_size, help="vectors sampled to train the index (default max(100k, 64 x lists))")
+    ap.add_argument("--train-size", type=_size,
+                    help="vectors sampled to train the index (default max(100k, 64 x lists))")
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--workers", type=int, default=1, help="text mode: worker processes (1 = in the child)")
     ap.add_argument("--dim", type=int, default=256, help="vectors mode: embedding dimension")
