@@ -2,30 +2,42 @@
 English-like language (tests/synthetic.py) learned from two disjoint monolingual halves by
 denoising plus online back-translation, through ``xling train`` and ``xling translate``.
 
-The corpus has no parallel sentence: the plain half and the cipher half are different sentences
-of one grammar (disjoint ids, which ``unsupervised: true`` checks), and the held-out cipher
-sentences are translated back to plain text and scored against their plain originals. What
-the cipher keeps (names, numbers, punctuation) is shared by the two sides, as names and numbers
-are by real language pairs; every other word is a different string.
+No sentence is on both sides: the plain half and the cipher half are different sentences of one
+grammar (disjoint ids, which ``unsupervised: true`` checks), and held-out cipher sentences are
+translated back and scored against their plain originals. The cipher keeps names, numbers and
+punctuation (shared by both sides, as they are by real language pairs); each of the 40 other
+words becomes a different string. Sentences are lowercase words, punctuation split off, and the
+vocabulary is BPE with room for whole words, so a cipher word is one token.
 
-The bars are set from measured runs (issue 17's closing note gives the figures per seed) and
-compared with what needs no learning on the same test sentences:
+Baselines on the same test sentences, none of which learns anything:
 
 - copying the source: right on the shared tokens only;
 - a random dictionary: each cipher word to a random plain word (shared tokens kept);
 - a constant output: the most frequent plain training sentence;
-- (reported, not a bar) a frequency-rank dictionary: the i-th most frequent cipher word to the
-  i-th most frequent plain word, the strongest thing a word count alone gives.
+- printed, not a bar: a frequency-rank dictionary (the i-th most frequent cipher word to the
+  i-th most frequent plain word), the most a word count alone gives.
 
-BLEU alone is a weak bar on a small grammar (a constant output scores some), so the test also
-asks for word accuracy on the enciphered words (position by position against the reference) and
-for many distinct outputs.
+BLEU alone is a weak bar (a constant output scores some), so the test also asks for word
+accuracy on the enciphered words (position by position against the reference; the baselines
+score 0.00-0.04 there) and for distinct outputs.
+
+The bars come from measured runs of this configuration on six seeds (seed = data and training
+seed, step 1200 or the nearest checkpoint): BLEU 12.5-69.7, enciphered-word accuracy 0.25-0.82,
+198-200 distinct outputs of 200, against at most BLEU 1.2 and accuracy 0.04 for the baselines.
+Back-translation finds the cipher in a few hundred updates and then settles: a seed's score moves
+little after update 1000, and where it settles depends on the seed (the weak seeds swap words of
+one class whose contexts are alike, such as two determiners). The bars sit below the weakest
+seed with room: BLEU 6 above the best baseline, accuracy 0.15 and three times the best
+baseline's, three quarters of the outputs distinct. Training is deterministic on one thread, so
+the test's own seed reproduces its measured figures; run another with UNMT_CIPHER_SEED=N.
+Figures: ``pytest tests/tasks/test_unmt_cipher.py -s`` prints them.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import os
 import re
 
 import numpy as np
@@ -38,19 +50,22 @@ from xling.evaluation.textmetrics import bleu
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SEED = 0  # data and training seed of the test (the closing note reports others)
-SIZES = (12, 8, 6, 6)  # nouns, verbs, adjectives, names of the grammar: 40 enciphered words
+SEED = int(os.environ.get("UNMT_CIPHER_SEED", "0"))  # data and training seed
+SIZES = (12, 8, 6, 6)  # nouns, verbs, adjectives, names of the grammar (with 14 function words: 40 enciphered)
 N_TRAIN, N_HELD = 2000, 200  # sentences per monolingual half; held-out sentences for validation, for test
-STEPS = 1000
+STEPS = 1200  # updates (about 35 s of training on one idle core)
+BLEU_MARGIN = 6.0  # model BLEU >= the best baseline's + this (weakest measured seed: 11 above)
+MIN_WORD_ACC = 0.15  # enciphered-word accuracy (weakest measured seed: 0.25; baselines <= 0.04)
+MIN_DISTINCT = 0.75  # share of distinct outputs (measured: >= 0.99; constant output: one)
 
 CONFIG = """\
 model_type: seq2seq
 unsupervised: true
 data: {max_len: 40, max_tgt_len: 40, max_tokens: 1000, valid_examples: 32}
 objectives:
-  - {type: denoise, langs: [en, xx], weight: "0:1,800:0.1"}
+  - {type: denoise, langs: [en, xx], weight: 1}
   - {type: backtranslation, langs: [en-xx-en, xx-en-xx], weight: "0:0,100:1"}
-model: {d_model: 64, n_layers: 2, n_dec_layers: 2, n_heads: 4, d_ff: 128, max_positions: 64, dropout: 0.0,
+model: {d_model: 64, n_layers: 1, n_dec_layers: 1, n_heads: 4, d_ff: 128, max_positions: 64, dropout: 0.0,
         attn_dropout: 0.0}
 trainer: {lr: 3.0e-3, warmup_steps: 50, schedule: constant, log_every: 100, valid_every: 0, save_every: 0,
           num_threads: 1, progress: false}
@@ -58,42 +73,36 @@ trainer: {lr: 3.0e-3, warmup_steps: 50, schedule: constant, log_every: 100, vali
 
 
 def words(line: str) -> str:
-    """synthetic.text's sentence as lowercase words, punctuation split off (one token per word)."""
+    """synthetic.text's sentence as lowercase words, punctuation split off."""
     return " ".join(re.findall(r"\w+|[^\w\s]", line.lower()))
 
 
-def word_accuracy(hyps: list[str], refs: list[str], only: set[str] | None = None) -> float:
-    """Share of reference words (those in ``only`` when given) found at the same position."""
+def word_accuracy(hyps: list[str], refs: list[str], only: set[str]) -> float:
+    """Share of the reference words in ``only`` that the hypothesis has at the same position."""
     hit = total = 0
     for h, r in zip(hyps, refs):
         h, r = h.split(), r.split()
         for i, w in enumerate(r):
-            if only is None or w in only:
+            if w in only:
                 total += 1
                 hit += i < len(h) and h[i] == w
     return hit / total
 
 
-def write_corpus(d, halves: dict[str, list[str]], held: dict[str, list[str]]) -> None:
+def write_corpus(d, halves: dict[str, list[str]], valid: dict[str, list[str]]) -> None:
     """Moses layout with sentence ids: the halves' ids are disjoint (their sentences are)."""
     start = 0
     for lang, lines in halves.items():
         write_mono(d, "train", lang, lines, [f"s{start + i}" for i in range(len(lines))])
         start += len(lines)
-        write_mono(d, "valid", lang, held[lang], [f"h{i}" for i in range(len(held[lang]))])
+        write_mono(d, "valid", lang, valid[lang], [f"v{i}" for i in range(len(valid[lang]))])
     write_manifest(d, {"name": "cipher", "languages": sorted(halves), "pairs": [], "splits": ["train", "valid"]})
 
 
-def test_a_word_cipher_is_learned_from_disjoint_monolingual_halves(tmp_path):
-    cc = cipher_corpus(np.random.default_rng(SEED), N_TRAIN, N_TRAIN, 2 * N_HELD, sizes=SIZES)
-    plain, cipher = [words(x) for x in cc.plain_side], [words(x) for x in cc.cipher_side]
-    held_src, held_ref = [words(x) for x in cc.held_cipher], [words(x) for x in cc.held_plain]
-    src, ref = held_src[N_HELD:], held_ref[N_HELD:]  # test; the first N_HELD validate (cross-entropy only)
-    secret = {c.lower(): p.lower() for c, p in cc.truth.items()}
-    assert not set(plain) & set(cipher)  # no sentence is on both sides, let alone its translation
-
+def train_and_translate(tmp_path, plain: list[str], cipher: list[str], valid: dict, src: list[str]) -> list[str]:
+    """``xling vocab``, ``xling train`` (STEPS updates) and ``xling translate`` xx -> en of ``src``."""
     corpus, vocab, run = tmp_path / "corpus", tmp_path / "vocab", tmp_path / "run"
-    write_corpus(corpus, {"en": plain, "xx": cipher}, {"en": held_ref[:N_HELD], "xx": held_src[:N_HELD]})
+    write_corpus(corpus, {"en": plain, "xx": cipher}, valid)
     assert main(["vocab", "--corpus", str(corpus), "--size", "550", "--model-type", "bpe", "--out", str(vocab)]) == 0
     (tmp_path / "unmt.yaml").write_text(CONFIG, encoding="utf-8")
     args = ["train", "--config", str(tmp_path / "unmt.yaml"), "--out", str(run)]
@@ -104,25 +113,46 @@ def test_a_word_cipher_is_learned_from_disjoint_monolingual_halves(tmp_path):
     (tmp_path / "test.xx").write_text("\n".join(src) + "\n", encoding="utf-8")
     assert main(["translate", "--model", str(run / "model"), "--src-lang", "xx", "--tgt-lang", "en", "--beam", "1",
                  "--input", str(tmp_path / "test.xx"), "--output", str(tmp_path / "hyp.en"), "--quiet"]) == 0
-    hyps = (tmp_path / "hyp.en").read_text(encoding="utf-8").splitlines()
+    return (tmp_path / "hyp.en").read_text(encoding="utf-8").splitlines()
 
+
+def baselines(plain: list[str], cipher: list[str], secret: dict[str, str], src: list[str]) -> dict[str, list[str]]:
+    """What needs no learning, on the test sources (``secret``: cipher word -> plain word, for its words only)."""
     plain_words = sorted(set(secret.values()))
     rng = np.random.default_rng(1)
     random_dict = {c: plain_words[rng.integers(len(plain_words))] for c in secret}
-    count = lambda lines, vocab: [w for w, _ in collections.Counter(  # noqa: E731
-        w for x in lines for w in x.split() if w in vocab).most_common()]
-    freq_dict = dict(zip(count(cipher, secret), count(plain, set(plain_words))))
-    by_dict = lambda d: [" ".join(d.get(w, w) for w in x.split()) for x in src]  # noqa: E731
-    systems = {"model": hyps, "copy": src, "random dictionary": by_dict(random_dict),
-               "constant": [collections.Counter(plain).most_common(1)[0][0]] * len(src),
-               "frequency dictionary": by_dict(freq_dict)}
-    enciphered = set(plain_words)
+
+    def by_rank(lines, vocab):
+        return [w for w, _ in collections.Counter(w for x in lines for w in x.split() if w in vocab).most_common()]
+
+    freq_dict = dict(zip(by_rank(cipher, secret), by_rank(plain, set(plain_words))))
+
+    def by_dict(d):
+        return [" ".join(d.get(w, w) for w in x.split()) for x in src]
+
+    return {"copy": src, "random dictionary": by_dict(random_dict),
+            "constant": [collections.Counter(plain).most_common(1)[0][0]] * len(src),
+            "frequency dictionary": by_dict(freq_dict)}
+
+
+def test_a_word_cipher_is_learned_from_disjoint_monolingual_halves(tmp_path):
+    cc = cipher_corpus(np.random.default_rng(SEED), N_TRAIN, N_TRAIN, 2 * N_HELD, sizes=SIZES)
+    plain, cipher = [words(x) for x in cc.plain_side], [words(x) for x in cc.cipher_side]
+    held_src, held_ref = [words(x) for x in cc.held_cipher], [words(x) for x in cc.held_plain]
+    src, ref = held_src[N_HELD:], held_ref[N_HELD:]  # test; the first N_HELD validate (cross-entropy only)
+    secret = {c.lower(): p.lower() for c, p in cc.truth.items()}
+    assert not set(plain) & set(cipher)  # no sentence on both sides, let alone a translation
+
+    hyps = train_and_translate(tmp_path, plain, cipher, {"en": held_ref[:N_HELD], "xx": held_src[:N_HELD]}, src)
+    systems = {"model": hyps, **baselines(plain, cipher, secret, src)}
+    enciphered = set(secret.values())
     score = {name: {"bleu": bleu(h, ref)["bleu"], "word_acc": word_accuracy(h, ref, enciphered),
                     "distinct": len(set(h))} for name, h in systems.items()}
+    print(f"\nseed {SEED}, {STEPS} updates")
     for name, s in score.items():
         print(f"{name:21s} BLEU {s['bleu']:5.1f}  enciphered-word accuracy {s['word_acc']:.3f}  "
               f"distinct {s['distinct']}/{len(src)}")
-    m = score["model"]
-    assert m["bleu"] >= max(score[b]["bleu"] for b in ("copy", "random dictionary", "constant")) + 15
-    assert m["word_acc"] >= 0.4
-    assert m["distinct"] >= 0.75 * len(src)
+    m, none = score.pop("model"), [score[b] for b in ("copy", "random dictionary", "constant")]
+    assert m["bleu"] >= max(s["bleu"] for s in none) + BLEU_MARGIN, score
+    assert m["word_acc"] >= max(MIN_WORD_ACC, 3 * max(s["word_acc"] for s in none)), score
+    assert m["distinct"] >= MIN_DISTINCT * len(src), score
