@@ -21,16 +21,18 @@ BLEU alone is a weak bar (a constant output scores some), so the test also asks 
 accuracy on the enciphered words (position by position against the reference; the baselines
 score 0.00-0.05 there) and for distinct outputs.
 
-The bars come from measured runs of this configuration on six seeds (seed = data and training
-seed; 0-5): BLEU 21.8-38.0, enciphered-word accuracy 0.40-0.54, 199-200 distinct outputs of 200,
-against at most BLEU 1.7 and accuracy 0.053 for the three baselines. Back-translation finds the
-cipher in a few hundred updates, then a seed's score moves little; where it settles depends on
-the seed (the weaker seeds swap words of one class whose contexts are alike, such as two
-determiners). The bars sit well below the weakest seed: BLEU 10 above the best baseline (weakest
-seed: 20 above), accuracy 0.25 and three times the best baseline's, 80% of the outputs distinct.
-Training is deterministic on one thread, so the test's own seed reproduces its measured figures;
-run another with UNMT_CIPHER_SEED=N. The frequency-rank dictionary is close: BLEU 9.1-24.7,
-accuracy 0.38-0.55 on the same seeds (above the model on seed 3), which is why it is no bar.
+The bars come from measured runs of this configuration on ten seeds (seed = data and training
+seed, 0-9): BLEU 15.8-38.0 (median 23.6), enciphered-word accuracy 0.27-0.54, 199-200 distinct
+outputs of 200, against at most BLEU 1.7 and accuracy 0.053 for the three baselines.
+Back-translation finds the cipher in a few hundred updates, then a seed's score moves little
+(seed 7 run on to 1600 updates stays at BLEU 15); where it settles depends on the seed: the
+weaker seeds swap words of one class whose contexts are alike, such as two determiners. The
+bars sit below the weakest seed: BLEU 8 above the best baseline (weakest seeds: 14-15 above),
+accuracy 0.2 and three times the best baseline's (weakest: 0.27), 80% of the outputs distinct.
+Training is deterministic on one thread, so the test's own seed reproduces its measured figures
+(seed 0: BLEU 38.0, accuracy 0.54); run another with UNMT_CIPHER_SEED=N. The frequency-rank
+dictionary beats the model on word accuracy on seven seeds of ten (0.38-0.55: the lexicon is
+small and Zipfian) and scores BLEU 9.1-24.7 (above the model on seeds 3 and 9): it is no bar.
 Figures: ``pytest tests/tasks/test_unmt_cipher.py -s`` prints them.
 """
 
@@ -55,9 +57,9 @@ SEED = int(os.environ.get("UNMT_CIPHER_SEED", "0"))  # data and training seed
 SIZES = (12, 8, 6, 6)  # nouns, verbs, adjectives, names of the grammar (with 14 function words: 40 enciphered)
 N_TRAIN, N_HELD = 2000, 200  # sentences per monolingual half; held-out sentences for validation, for test
 STEPS = 1200  # updates (about 40 s of training on one idle core)
-BLEU_MARGIN = 10.0  # model BLEU >= the best baseline's + this (weakest measured seed: 20 above)
-MIN_WORD_ACC = 0.25  # enciphered-word accuracy (weakest measured seed: 0.40; baselines <= 0.053)
-MIN_DISTINCT = 0.8  # share of distinct outputs (measured: >= 0.995; constant output: one)
+BLEU_MARGIN = 8.0  # model BLEU >= the best baseline's + this (weakest measured seeds: 14-15 above)
+MIN_WORD_ACC = 0.2  # enciphered-word accuracy (weakest measured seed: 0.27; baselines <= 0.053)
+MIN_DISTINCT = 0.8  # share of distinct outputs (measured: >= 0.995; the constant output: one)
 
 CONFIG = """\
 model_type: seq2seq
