@@ -21,24 +21,25 @@ BLEU alone is a weak bar (a constant output scores some), so the test also asks 
 accuracy on the enciphered words (position by position against the reference; the baselines
 score 0.00-0.05 there) and for distinct outputs.
 
-The bars come from measured runs of this configuration on ten seeds (seed = data and training
-seed, 0-9): BLEU 15.8-38.0 (median 23.6), enciphered-word accuracy 0.27-0.54, 199-200 distinct
-outputs of 200, against at most BLEU 1.7 and accuracy 0.053 for the three baselines.
-Back-translation finds the cipher in a few hundred updates, then a seed's score moves little
-(seed 7 run on to 1600 updates stays at BLEU 15); where it settles depends on the seed: the
-weaker seeds swap words of one class whose contexts are alike, such as two determiners. The
-bars sit below the weakest seed: BLEU 8 above the best baseline (weakest seeds: 14-15 above),
-accuracy 0.2 and three times the best baseline's (weakest: 0.27), 80% of the outputs distinct.
-Training is deterministic on one thread, so the test's own seed reproduces its measured figures
-(seed 0: BLEU 38.0, accuracy 0.54); run another with UNMT_CIPHER_SEED=N. The frequency-rank
-dictionary beats the model on word accuracy on seven seeds of ten (0.38-0.55: the lexicon is
-small and Zipfian) and scores BLEU 9.1-24.7 (above the model on seeds 3 and 9): it is no bar.
+The bars come from measured runs of this test on ten seeds (UNMT_CIPHER_SEED=0..9: data and
+training seed): BLEU 11.6-39.9 (median 23.3), 10.5-38.6 above the best baseline of the seed;
+enciphered-word accuracy 0.27-0.64; 197-200 distinct outputs of 200. The three baselines score at
+most BLEU 1.7 and accuracy 0.053. Back-translation finds the cipher in a few hundred updates, then
+a seed's score moves little (in a measured run, a weak seed trained on to 1600 updates stayed where
+it was); where it settles depends on the seed: the weaker seeds swap words of one class whose
+contexts are alike, such as two determiners. The bars sit below the weakest seed: BLEU 5 above the
+best baseline (weakest: 10.5 above), accuracy 0.2 and three times the best baseline's (weakest:
+0.27), 80% of the outputs distinct. Training is deterministic on one thread, so a seed reproduces
+its figures (the default, seed 0: BLEU 37.5, accuracy 0.46, 199 distinct). The frequency-rank
+dictionary scores BLEU 6.7-23.2, above the model on seeds 3 and 9, and matches or beats it on word
+accuracy on eight seeds of ten (0.37-0.54: the lexicon is small and Zipfian), so it is no bar.
 Figures: ``pytest tests/tasks/test_unmt_cipher.py -s`` prints them.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import os
 import re
@@ -55,9 +56,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SEED = int(os.environ.get("UNMT_CIPHER_SEED", "0"))  # data and training seed
 SIZES = (12, 8, 6, 6)  # nouns, verbs, adjectives, names of the grammar (with 14 function words: 40 enciphered)
-N_TRAIN, N_HELD = 2000, 200  # sentences per monolingual half; held-out sentences for validation, for test
+N_TRAIN, N_HELD = 2000, 200  # sentences generated per monolingual half; held out for validation, for test
 STEPS = 1200  # updates (about 40 s of training on one idle core)
-BLEU_MARGIN = 8.0  # model BLEU >= the best baseline's + this (weakest measured seeds: 14-15 above)
+BLEU_MARGIN = 5.0  # model BLEU >= the best baseline's + this (weakest measured seed: 10.5 above)
 MIN_WORD_ACC = 0.2  # enciphered-word accuracy (weakest measured seed: 0.27; baselines <= 0.053)
 MIN_DISTINCT = 0.8  # share of distinct outputs (measured: >= 0.995; the constant output: one)
 
@@ -92,20 +93,20 @@ def word_accuracy(hyps: list[str], refs: list[str], only: set[str]) -> float:
     return hit / total
 
 
-def write_corpus(d, halves: dict[str, list[str]], valid: dict[str, list[str]]) -> None:
-    """Moses layout with sentence ids: the halves' ids are disjoint (their sentences are)."""
-    start = 0
+def write_corpus(d, halves: dict[str, list[str]], valid: dict[str, list[str]], plain_of) -> None:
+    """Moses layout; a sentence's id is the md5 of its plain form (``plain_of``), so a sentence and
+    its translation share an id and ``unsupervised: true`` refuses halves that hold both."""
     for lang, lines in halves.items():
-        write_mono(d, "train", lang, lines, [f"s{start + i}" for i in range(len(lines))])
-        start += len(lines)
+        write_mono(d, "train", lang, lines, [hashlib.md5(plain_of(lang, x).encode()).hexdigest() for x in lines])
         write_mono(d, "valid", lang, valid[lang], [f"v{i}" for i in range(len(valid[lang]))])
     write_manifest(d, {"name": "cipher", "languages": sorted(halves), "pairs": [], "splits": ["train", "valid"]})
 
 
-def train_and_translate(tmp_path, plain: list[str], cipher: list[str], valid: dict, src: list[str]) -> list[str]:
+def train_and_translate(tmp_path, plain: list[str], cipher: list[str], valid: dict, decipher, src: list[str]
+                        ) -> list[str]:
     """``xling vocab``, ``xling train`` (STEPS updates) and ``xling translate`` xx -> en of ``src``."""
     corpus, vocab, run = tmp_path / "corpus", tmp_path / "vocab", tmp_path / "run"
-    write_corpus(corpus, {"en": plain, "xx": cipher}, valid)
+    write_corpus(corpus, {"en": plain, "xx": cipher}, valid, lambda lang, x: decipher(x) if lang == "xx" else x)
     assert main(["vocab", "--corpus", str(corpus), "--size", "550", "--model-type", "bpe", "--out", str(vocab)]) == 0
     (tmp_path / "unmt.yaml").write_text(CONFIG, encoding="utf-8")
     args = ["train", "--config", str(tmp_path / "unmt.yaml"), "--out", str(run)]
@@ -144,9 +145,16 @@ def test_a_word_cipher_is_learned_from_disjoint_monolingual_halves(tmp_path):
     held_src, held_ref = [words(x) for x in cc.held_cipher], [words(x) for x in cc.held_plain]
     src, ref = held_src[N_HELD:], held_ref[N_HELD:]  # test; the first N_HELD validate (cross-entropy only)
     secret = {c.lower(): p.lower() for c, p in cc.truth.items()}
-    assert not set(plain) & set(cipher)  # no sentence on both sides, let alone a translation
 
-    hyps = train_and_translate(tmp_path, plain, cipher, {"en": held_ref[:N_HELD], "xx": held_src[:N_HELD]}, src)
+    def decipher(x):
+        return " ".join(secret.get(w, w) for w in x.split())
+
+    # a small grammar repeats short sentences: drop the cipher sentences whose translation is in the
+    # plain half (about 3%), so that the halves hold no parallel pair (xling train checks the ids)
+    seen = set(plain)
+    cipher = [x for x in cipher if decipher(x) not in seen]
+    valid = {"en": held_ref[:N_HELD], "xx": held_src[:N_HELD]}
+    hyps = train_and_translate(tmp_path, plain, cipher, valid, decipher, src)
     systems = {"model": hyps, **baselines(plain, cipher, secret, src)}
     enciphered = set(secret.values())
     score = {name: {"bleu": bleu(h, ref)["bleu"], "word_acc": word_accuracy(h, ref, enciphered),
