@@ -121,10 +121,9 @@ class VectorCache:
     def rows(self, texts: Sequence[str], lang: str) -> np.ndarray:
         """(len(texts),) int64: the row of each text's vector, encoding (once) the missing ones."""
         keys = [text_key(lang, t) for t in texts]
-        missing = list(dict.fromkeys(k for k in keys if k not in self._rows))
-        if missing:
-            first = {k: t for k, t in zip(keys, texts) if k in set(missing)}
-            self._append(missing, [first[k] for k in missing], lang)
+        first = {k: t for k, t in zip(keys, texts) if k not in self._rows}  # missing keys, first-seen order
+        if first:
+            self._append(list(first), list(first.values()), lang)
         return np.array([self._rows[k] for k in keys], dtype=np.int64)
 
     def _append(self, keys: list[bytes], texts: list[str], lang: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from xling.data.masking import pad_batch
 from xling.embeddings.backends.base import EncoderBase, check_batch_size, encode_rows
 from xling.embeddings.backends.registry import Backend, register_backend
 from xling.errors import XlingError
@@ -101,10 +102,7 @@ def run_rows(sess: Any, rows: Sequence[Sequence[int]], batch_size: int, pad_id: 
     out: np.ndarray | None = None
     for a in range(0, len(order), batch_size):
         idx = order[a : a + batch_size]
-        tokens = np.full((len(idx), max(len(rows[i]) for i in idx)), pad_id, dtype=np.int64)  # (B, S)
-        for j, i in enumerate(idx):
-            tokens[j, : len(rows[i])] = rows[i]
-        feeds = {"tokens": tokens}
+        feeds = {"tokens": pad_batch([rows[i] for i in idx], pad_id)}  # (B, S)
         if lang_id is not None:
             feeds["lang_ids"] = np.full(len(idx), lang_id, dtype=np.int64)  # (B,)
         y = sess.run(None, feeds)[0]  # (B, ...)
