@@ -24,7 +24,7 @@ import numpy as np
 
 from xling.config import to_dict
 from xling.errors import XlingError
-from xling.mining.index import check_index, check_k
+from xling.mining.index import check_index, check_k, make_index
 from xling.mining.mine import needed_directions
 from xling.mining.pipeline.config import MineCorpusConfig, changes, index_spec, result_settings
 from xling.mining.pipeline.embed import embed_output, load_encoder
@@ -32,7 +32,7 @@ from xling.mining.pipeline.executors import Executor, LocalExecutor
 from xling.mining.pipeline.extract import SELECT_OUTPUTS
 from xling.mining.pipeline.prepare import (Shard, check_langid, dedup_output, file_fingerprint, plan_shards,
                                            prepare_outputs)
-from xling.mining.pipeline.search import index_outputs, knn_outputs, means_output, score_outputs
+from xling.mining.pipeline.search import index_outputs, knn_outputs, means_output, mergeable, score_outputs
 from xling.mining.pipeline.units import Unit, run_unit, valid_record
 from xling.utils.io import check_writable, sha256_files, write_json_atomic
 
@@ -271,12 +271,16 @@ class Pipeline:
                       {f"embed/{k}": "" for k in self._side_keys(side)},
                       {"dim": self.dim, "rows": self.sizes[side], "shards": self._side_keys(side)}) for side in indexed]
         self._run_with_inputs("train", train)
+        # an index that cannot merge gets no add units: the merge stage adds the vectors itself
+        merges = {side: mergeable(make_index(self.spec[side], self.dim)) for side in indexed}
         add = [Unit("add", key, (f"index/{key}.faiss",), {}, {f"train/{side}": "", f"embed/{key}": ""},
                     {"side": side, "chunk_size": cfg.mining.chunk_size})
-               for side in indexed for key in self._side_keys(side, nonempty=True)]
+               for side in indexed if merges[side] for key in self._side_keys(side, nonempty=True)]
         self._run_with_inputs("add", add)
+        added = {u.key for u in add}
         merge = [Unit("merge", side, index_outputs(side)[1:], {},
-                      {f"train/{side}": "", **{f"add/{k}": "" for k in self._side_keys(side, nonempty=True)}},
+                      {f"train/{side}": "", **{(f"add/{k}" if k in added else f"embed/{k}"): ""
+                                               for k in self._side_keys(side, nonempty=True)}},
                       {"shards": self._side_keys(side, nonempty=True), "chunk_size": cfg.mining.chunk_size})
                  for side in indexed]
         self._run_with_inputs("merge", merge)

@@ -5,7 +5,8 @@
   one ``xling mine`` trains;
 - ``add`` (per shard): the trained index with the shard's vectors;
 - ``merge`` (per side): the shards' indexes merged in order (row ids = the side's rows);
-  an index type that cannot merge (HNSW) is built here from the shards' vectors instead;
+  an index type that cannot merge (HNSW, IVF fast-scan: :func:`mergeable`) has no ``add``
+  units and is built here from the shards' vectors instead;
 - ``search`` (per direction and query shard): k nearest neighbours and their mean cosine;
 - ``means`` (per direction): the neighbour means of all shards in one ``.npy`` that the
   scoring of the other direction reads as a memory map;
@@ -83,17 +84,30 @@ def add(run: Path, unit: Unit) -> dict:
     return {"rows": emb.n}
 
 
-@stage("merge")
-def merge(run: Path, unit: Unit) -> dict:
+def mergeable(index) -> bool:
+    """Whether per-shard copies of ``index`` can be merged with faiss's ``merge_from``: flat and
+    IVF indexes, except IVF fast-scan (``PQ..x4fs``), whose block-packed lists faiss 1.15 merges
+    into corrupt memory (the process dies); HNSW cannot merge at all."""
     import faiss
 
-    index = _read_index(run / index_outputs(unit.key)[0])
     ivf = faiss.try_extract_index_ivf(index)
-    try:
+    if ivf is not None:
+        return not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan)
+    return isinstance(index, faiss.IndexFlat)
+
+
+@stage("merge")
+def merge(run: Path, unit: Unit) -> dict:
+    """The side's index: the shards' indexes merged in order, or (an index that cannot merge, whose
+    ``add`` stage had no units) the shards' vectors added in order to the trained index."""
+    index = _read_index(run / index_outputs(unit.key)[0])
+    if mergeable(index):
+        import faiss
+
+        shift = faiss.try_extract_index_ivf(index) is not None  # IVF lists carry row ids; flat codes do not
         for key in unit.args["shards"]:
-            index.merge_from(_read_index(run / f"index/{key}.faiss"), index.ntotal if ivf is not None else 0)
-    except RuntimeError:  # no merge for this index type: add the vectors in order instead
-        index = _read_index(run / index_outputs(unit.key)[0])
+            index.merge_from(_read_index(run / f"index/{key}.faiss"), index.ntotal if shift else 0)
+    else:
         for key in unit.args["shards"]:
             for _, x in _emb(run, key).chunks(unit.args["chunk_size"]):
                 index.add(x)
