@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 from xling.cli import main
@@ -92,6 +93,34 @@ def test_distill_loss_kinds():
         distill_loss(torch.zeros(2, 3), t, "mse")
     with pytest.raises(XlingError, match="distill.loss"):
         DistillConfig(loss="l1")
+    with pytest.raises(XlingError, match="distill.temperature"):
+        DistillConfig(temperature=0)
+
+
+def test_contrastive_distill_loss_against_a_loop():
+    """The symmetric in-batch softmax equals a per-row computation; an equal teacher row is not a negative."""
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    rows = torch.tensor([7, 3, 7, 1, 2])
+    tau = 0.1
+    cos = torch.tensor([[float(F.cosine_similarity(a, b, dim=0)) for b in t] for a in s]) / tau  # (5, 5)
+    want = 0.0
+    for i in range(5):
+        keep = [j for j in range(5) if j == i or int(rows[j]) != int(rows[i])]
+        want += -(cos[i, i] - torch.logsumexp(cos[i, keep], 0)) / 10  # student i among the teachers
+        want += -(cos[i, i] - torch.logsumexp(cos[keep, i], 0)) / 10  # teacher i among the students
+    got = distill_loss(s, t, "contrastive", rows, tau)[0]
+    assert got.item() == pytest.approx(float(want), rel=1e-5)
+    assert distill_loss(s, t, "mse+contrastive", rows, tau)[0].item() == pytest.approx(
+        float(want) + F.mse_loss(s, t).item(), rel=1e-5)
+    # a student on its teacher's direction: the loss nears 0; every student on the teachers' mean: at least
+    # log B / 2 (each teacher sees B identical students), where MSE is lower than for a noisy copy
+    assert distill_loss(t * 3, t, "contrastive", None, 0.01)[0].item() < 1e-3
+    mean = t.mean(0, keepdim=True).expand(5, 8)
+    noisy = t + 1.2 * torch.randn(5, 8, generator=g)
+    assert distill_loss(mean, t, "contrastive", None, tau)[0].item() >= np.log(5) / 2
+    assert distill_loss(mean, t, "mse")[0] < distill_loss(noisy, t, "mse")[0]
+    assert distill_loss(mean, t, "contrastive", None, tau)[0] > distill_loss(noisy, t, "contrastive", None, tau)[0]
 
 
 # ---------------------------------------------------------------- xling train

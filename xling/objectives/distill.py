@@ -11,7 +11,12 @@ embedding of its pivot translation, and a pivot sentence to the teacher's embedd
 
 For a pair (x in l, its translation y in the pivot p) with teacher vector t(y), the loss is
 ``MSE(s(x), t(y))`` (``loss: cosine``: ``1 - cos(s(x), t(y))``; ``mse+cosine``: their sum),
-averaged over the batch. The teacher is any ``--model`` (:mod:`xling.embeddings.backends`): an
+averaged over the batch. ``loss: contrastive`` ranks instead: s(x) must be nearer (cosine over
+``distill.temperature``) to t(y) than to the teacher vectors of the batch's other pivots, and t(y)
+nearer to s(x) than to the other students (a symmetric in-batch softmax; pivots of equal text are
+not negatives). The teacher's vectors share a large common direction (the USE's: cosine about 0.4
+with their mean), which MSE lets a young student copy for a low loss; the ranking loss pays only
+for telling sentences apart. ``mse+contrastive`` adds the two. The teacher is any ``--model`` (:mod:`xling.embeddings.backends`): an
 xling embedder, a Hugging Face / sentence-transformers model or the shipped USE. It embeds the
 pivot side only, each text once, into a :class:`xling.embeddings.cache.VectorCache` read as a
 memory map; a resumed or repeated run finds every vector there and never loads the teacher.
@@ -33,7 +38,7 @@ from xling.data.span_masking import with_bos_eos
 from xling.errors import XlingError
 from xling.objectives.registry import BuildContext, ObjectiveKind, register_objective
 
-LOSSES = ("mse", "cosine", "mse+cosine")
+LOSSES = ("mse", "cosine", "mse+cosine", "contrastive", "mse+contrastive")
 STORE = "distill.teacher"  # BuildContext.shared key of the run's teacher vector cache
 
 
@@ -42,30 +47,49 @@ class DistillConfig:
     """The ``distill`` section of a training config (objective type ``distill``)."""
 
     teacher: str = ""  # the teacher: any --model (xling / Hugging Face / sentence-transformers dir, hub id, use-multilingual)
-    loss: str = "mse"  # "mse" (Reimers & Gurevych) | "cosine" (1 - cos) | "mse+cosine"
+    loss: str = "mse"  # "mse" (Reimers & Gurevych) | "cosine" (1 - cos) | "mse+cosine" | "contrastive" | "mse+contrastive"
+    temperature: float = 0.05  # contrastive losses: cosines divided by this before the in-batch softmax
     cache: str = ""  # directory of the teacher's cached vectors; "" = $XLING_CACHE/vectors/<teacher>-<fingerprint>
     teacher_batch: int = 64  # sentences per teacher call when filling the cache
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise XlingError(f"config distill.loss: {self.loss!r} is not one of {', '.join(LOSSES)}")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
+            raise XlingError(f"config distill.temperature: must be a positive number, got {self.temperature!r}")
         if not isinstance(self.teacher_batch, int) or isinstance(self.teacher_batch, bool) or self.teacher_batch < 1:
             raise XlingError(f"config distill.teacher_batch: must be a positive integer, got {self.teacher_batch!r}")
 
 
-def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """student, teacher (B, D) -> (loss, mean cosine); ``kind`` one of :data:`LOSSES`."""
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, rows: torch.Tensor | None = None,
+                 temperature: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    """student, teacher (B, D) -> (loss, mean cosine); ``kind`` one of :data:`LOSSES`; ``rows`` (B,)
+    the teacher rows (contrastive: equal rows are not each other's negatives)."""
     if student.shape != teacher.shape:
         raise XlingError(f"distill: the student's embeddings are {student.shape[-1]}-d, the teacher's "
                          f"{teacher.shape[-1]}-d; give the student the teacher's size")
     student = student.float()
     cos = F.cosine_similarity(student, teacher, dim=-1)  # (B,)
     loss = student.new_zeros(())
-    if kind in ("mse", "mse+cosine"):
+    if kind in ("mse", "mse+cosine", "mse+contrastive"):
         loss = loss + F.mse_loss(student, teacher)
     if kind in ("cosine", "mse+cosine"):
         loss = loss + (1 - cos).mean()
+    if kind in ("contrastive", "mse+contrastive"):
+        loss = loss + in_batch_ranking(student, teacher, rows, temperature)
     return loss, cos.detach().mean()
+
+
+def in_batch_ranking(student: torch.Tensor, teacher: torch.Tensor, rows: torch.Tensor | None,
+                     temperature: float) -> torch.Tensor:
+    """Symmetric in-batch softmax cross-entropy of the cosines (B, B), the pairs on the diagonal;
+    an off-diagonal teacher row equal to the diagonal one is masked out."""
+    sims = F.normalize(student, dim=-1) @ F.normalize(teacher, dim=-1).T / temperature  # (B, B)
+    if rows is not None:
+        same = (rows[:, None] == rows[None, :]) & ~torch.eye(len(rows), dtype=torch.bool, device=rows.device)
+        sims = sims.masked_fill(same, float("-inf"))
+    gold = torch.arange(len(sims), device=sims.device)
+    return (F.cross_entropy(sims, gold) + F.cross_entropy(sims.T, gold)) / 2
 
 
 @dataclass
@@ -76,6 +100,7 @@ class DistillObjective:
     bos_id: int = 2  # <s>: starts every student input
     eos_id: int = 3  # </s>: ends it
     loss_kind: str = "mse"  # one of LOSSES
+    temperature: float = 0.05  # contrastive losses: softmax temperature of the cosines
     name: str = "distill"  # stats prefix when the batch names no task
 
     @property
@@ -92,11 +117,11 @@ class DistillObjective:
         target = np.asarray(self.store.vectors[rows], dtype=np.float32)  # (B, D), from the memory map
         return {"tokens": torch.from_numpy(tokens),
                 "langs": torch.full(tokens.shape, int(lang_ids[0]), dtype=torch.long),
-                "target": torch.from_numpy(target)}
+                "target": torch.from_numpy(target), "rows": torch.from_numpy(rows)}
 
     def loss(self, model, batch):
         emb = model(batch["tokens"], langs=batch.get("langs"))  # (B, D)
-        loss, cos = distill_loss(emb, batch["target"], self.loss_kind)
+        loss, cos = distill_loss(emb, batch["target"], self.loss_kind, batch.get("rows"), self.temperature)
         name = batch.get("task", self.name)
         return loss, {f"loss/{name}": loss.detach(), f"cos/{name}": cos, "tokens": (batch["tokens"] != 0).sum()}
 
@@ -161,6 +186,6 @@ def teacher_rows(ctx: BuildContext, examples: list) -> list:
 DISTILL = register_objective(ObjectiveKind(
     name="distill", langs="lang", model_types=("sentence",), read=read_distill,
     build=lambda ctx: DistillObjective(teacher_store(ctx), ctx.vocab.bos_id, ctx.vocab.eos_id,
-                                       ctx.section("distill").loss),
+                                       ctx.section("distill").loss, ctx.section("distill").temperature),
     padded_len=lambda ex: len(ex[0]) + 2, section=("distill", DistillConfig), expand=distill_directions,
     finish=teacher_rows, ranking=True))
