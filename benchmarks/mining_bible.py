@@ -128,10 +128,15 @@ def main() -> int:
         for name in results:
             r = results[name][pair]
             t, m = r["cosine"]["tatoeba"], r["margin"]
-            print(f"| {pair} | {name} | {t['p_at_1_src2tgt']:.3f} | {t['p_at_1_tgt2src']:.3f} | "
-                  f"{m['tatoeba']['xsim_error_src2tgt']:.3f} | {r['cosine']['bucc']['f1']:.3f} | "
-                  f"{m['bucc']['f1']:.3f} ({m['bucc']['threshold']:.3f}) |")
+            print(f"| {pair} | {name} | {_f(t['p_at_1_src2tgt'])} | {_f(t['p_at_1_tgt2src'])} | "
+                  f"{_f(m['tatoeba']['xsim_error_src2tgt'])} | {_f(r['cosine']['bucc']['f1'])} | "
+                  f"{_f(m['bucc']['f1'])} ({_f(m['bucc']['threshold'])}) |")
     return 0
+
+
+def _f(x) -> str:
+    """3 decimals, or "n/a" (no threshold when no gold pair scored above any distractor)."""
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 if __name__ == "__main__":
