@@ -324,3 +324,21 @@ def test_mean_pooling_ignores_padding():
     padded = torch.tensor([[2, 7, 8, 3, 0, 0], [2, 9, 9, 9, 9, 3]])
     with torch.no_grad():
         torch.testing.assert_close(model(short), model(padded)[:1], atol=1e-5, rtol=1e-5)
+
+
+def test_frozen_classifier_on_a_named_encoder(setup, tmp_path):
+    """``init: use-multilingual`` (the shipped USE, a backend name, no directory): the classifier records
+    the name instead of copying a directory, reloads by it, and transfers from English to German."""
+    cfg = config(setup, method="frozen", init="use-multilingual", head={"hidden": 16, "dropout": 0.0},
+                 trainer={"lr": 1e-2, "max_steps": 40, "valid_every": 0, "save_every": 0})
+    cfg.test = DataSpec(format="bible", path=str(setup / "corpus"), split="test", langs=["en", "de"])
+    run_classification(cfg, tmp_path / "use", progress=False)
+    res = json.loads((tmp_path / "use" / "eval.json").read_text())
+    assert res["languages"]["en"]["accuracy"] >= 0.9 and res["languages"]["de"]["accuracy"] >= 0.8, res
+    model_dir = tmp_path / "use" / "model"
+    assert not (model_dir / "encoder").exists()
+    assert json.loads((model_dir / "config.json").read_text())["config"]["encoder"] == "use-multilingual"
+    clf = Predictor.load(model_dir)
+    test = [x for x in sentences("de", 60, 3)]
+    got = clf.predict([x.text for x in test], "de")
+    assert np.mean([g == x.label for g, x in zip(got, test)]) == pytest.approx(res["languages"]["de"]["accuracy"])

@@ -17,11 +17,24 @@ from xling.classification.model import pair_features
 from xling.errors import XlingError, unknown
 
 
+def named_encoder(spec: str | Path) -> bool:
+    """Whether ``spec`` is a backend name (``use-multilingual``) rather than a directory: a classifier
+    on a named encoder records the name, since there is no directory to copy."""
+    if Path(spec).is_dir():
+        return False
+    try:
+        from xling.embeddings.backends.registry import names
+    except ImportError:
+        return False
+    return str(spec) in names()
+
+
 def load_sentence_encoder(dir: str | Path) -> Any:
     """The encoder of a model directory of any backend kind (xling, sentence-transformers,
-    transformers: :func:`xling.embeddings.backends.load_encoder`); a missing directory is a
-    one-line error (the classifier keeps a copy of the directory, so a name cannot do)."""
-    if not Path(dir).is_dir():
+    transformers: :func:`xling.embeddings.backends.load_encoder`) or of a backend name
+    (``use-multilingual``); a missing directory is a one-line error (the classifier keeps a copy
+    of its encoder's directory, and the name of a named one)."""
+    if not named_encoder(dir) and not Path(dir).is_dir():
         raise XlingError(f"{dir}: no such sentence-encoder directory")
     try:
         from xling.embeddings.backends import load_encoder

@@ -131,7 +131,7 @@ class EmbeddingHeadConfig:
     hidden: int = 0  # hidden units of the MLP; 0 = logistic regression
     dropout: float = 0.1  # dropout on the features
     normalize: bool = True  # L2-normalised embeddings
-    encoder: str = "encoder"  # the SentenceEncoder directory: relative to this model's directory, or absolute
+    encoder: str = "encoder"  # the SentenceEncoder directory (relative to this model's directory, or absolute), or a backend name (use-multilingual)
     languages: list[Lang] = field(default_factory=list)  # languages the encoder knows ([] = not recorded)
 
     def __post_init__(self) -> None:

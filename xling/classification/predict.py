@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from xling.classification.data import Example
-from xling.classification.frozen import check_language, embed_examples, encoder_languages, load_sentence_encoder
+from xling.classification.frozen import (check_language, embed_examples, encoder_languages, load_sentence_encoder,
+                                         named_encoder)
 from xling.classification.model import ClassificationObjective, EmbeddingClassifier, SequenceClassifier, token_example
 from xling.data.batching import token_budget_batches
 from xling.errors import XlingError
@@ -100,6 +101,8 @@ class Predictor:
             return cls(model, vocab=Vocab.load(dir), **kw)
         enc_dir = Path(model.config.encoder)
         enc_dir = enc_dir if enc_dir.is_absolute() else Path(dir) / enc_dir
+        if not enc_dir.is_dir() and named_encoder(model.config.encoder):
+            enc_dir = model.config.encoder  # a named encoder (use-multilingual): recorded by name
         return cls(model, encoder=load_sentence_encoder(enc_dir), **kw)
 
     def _examples(self, items: list, lang: str) -> list[Example]:

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from xling.classification.data import DataSpec, Example, check_labels, is_pair, label_set, load_examples, spread
-from xling.classification.frozen import check_language, embed_examples, encoder_languages, load_sentence_encoder
+from xling.classification.frozen import (check_language, embed_examples, encoder_languages, load_sentence_encoder,
+                                         named_encoder)
 from xling.classification.model import (
     POOLINGS,
     ClassificationObjective,
@@ -178,11 +179,18 @@ class _Setup:
 
 def save_classifier(model, dir: Path, extra: dict, vocab: Vocab | None, encoder_dir: str | None = None) -> Path:
     """Write the final model directory; a frozen-embedding classifier gets a copy of its
-    sentence encoder under ``encoder/`` (the directory is then self-contained)."""
+    sentence encoder under ``encoder/`` (the directory is then self-contained), or the name
+    of a named encoder (``use-multilingual``: it ships with its package)."""
     if encoder_dir is None:
         return save_model_dir(model, model.config, dir, extra_json=extra, vocab=vocab)
     import dataclasses
 
+    if named_encoder(encoder_dir):
+        config = dataclasses.replace(model.config, encoder=str(encoder_dir))
+        with atomic_dir(dir) as tmp:
+            save_weights(model, tmp / WEIGHTS_FILE)
+            write_model_meta(type(model), config, tmp, extra_json=extra)
+        return dir
     config = dataclasses.replace(model.config, encoder="encoder")
     with atomic_dir(dir) as tmp:
         save_weights(model, tmp / WEIGHTS_FILE)
