@@ -33,7 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"finetune": ROOT / "configs" / "classify_bible.yaml", "frozen": ROOT / "configs" / "classify_bible_laser.yaml"}
 
 
+def encoder_names() -> list[str]:
+    from xling.embeddings.backends.registry import names
+
+    return names()
+
+
 def method_of(model_dir: Path) -> str:
+    model_dir = Path(model_dir)
     meta = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
     return "finetune" if meta.get("model_type") == "transformer_encoder" else "frozen"
 
@@ -88,7 +95,9 @@ def main() -> int:
     for item in args.systems.split(","):
         name, _, spec = item.partition("=")
         path, *extra = spec.split("@")
-        results[name] = run_system(name, ROOT / path, args, out, extra)
+        # a backend name (use-multilingual) stays a name; anything else is a path from the repository root
+        init = path if not (ROOT / path).exists() and path in encoder_names() else ROOT / path
+        results[name] = run_system(name, init, args, out, extra)
         results[name]["overrides"] = extra
     (out / "results.json").write_text(json.dumps({"meta": run_meta(), "systems": results}, indent=1))
     print(table(results))
