@@ -29,14 +29,10 @@ from pathlib import Path
 
 from pipeline import run_meta, xling
 
+from xling.embeddings.backends.registry import names as backend_names
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"finetune": ROOT / "configs" / "classify_bible.yaml", "frozen": ROOT / "configs" / "classify_bible_laser.yaml"}
-
-
-def encoder_names() -> list[str]:
-    from xling.embeddings.backends.registry import names
-
-    return names()
 
 
 def method_of(model_dir: Path) -> str:
@@ -96,7 +92,7 @@ def main() -> int:
         name, _, spec = item.partition("=")
         path, *extra = spec.split("@")
         # a backend name (use-multilingual) stays a name; anything else is a path from the repository root
-        init = path if not (ROOT / path).exists() and path in encoder_names() else ROOT / path
+        init = path if not (ROOT / path).exists() and path in backend_names() else ROOT / path
         results[name] = run_system(name, init, args, out, extra)
         results[name]["overrides"] = extra
     (out / "results.json").write_text(json.dumps({"meta": run_meta(), "systems": results}, indent=1))

@@ -339,6 +339,6 @@ def test_frozen_classifier_on_a_named_encoder(setup, tmp_path):
     assert not (model_dir / "encoder").exists()
     assert json.loads((model_dir / "config.json").read_text())["config"]["encoder"] == "use-multilingual"
     clf = Predictor.load(model_dir)
-    test = [x for x in sentences("de", 60, 3)]
+    test = sentences("de", 60, 3)
     got = clf.predict([x.text for x in test], "de")
     assert np.mean([g == x.label for g, x in zip(got, test)]) == pytest.approx(res["languages"]["de"]["accuracy"])

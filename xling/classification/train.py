@@ -185,17 +185,13 @@ def save_classifier(model, dir: Path, extra: dict, vocab: Vocab | None, encoder_
         return save_model_dir(model, model.config, dir, extra_json=extra, vocab=vocab)
     import dataclasses
 
-    if named_encoder(encoder_dir):
-        config = dataclasses.replace(model.config, encoder=str(encoder_dir))
-        with atomic_dir(dir) as tmp:
-            save_weights(model, tmp / WEIGHTS_FILE)
-            write_model_meta(type(model), config, tmp, extra_json=extra)
-        return dir
-    config = dataclasses.replace(model.config, encoder="encoder")
+    named = named_encoder(encoder_dir)
+    config = dataclasses.replace(model.config, encoder=str(encoder_dir) if named else "encoder")
     with atomic_dir(dir) as tmp:
         save_weights(model, tmp / WEIGHTS_FILE)
         write_model_meta(type(model), config, tmp, extra_json=extra)
-        shutil.copytree(encoder_dir, tmp / "encoder")
+        if not named:
+            shutil.copytree(encoder_dir, tmp / "encoder")
     return dir
 
 

@@ -37,6 +37,7 @@ from xling.data.masking import pad_batch
 from xling.data.span_masking import with_bos_eos
 from xling.errors import XlingError
 from xling.objectives.registry import BuildContext, ObjectiveKind, register_objective
+from xling.objectives.sentence import ranking_loss
 
 LOSSES = ("mse", "cosine", "mse+cosine", "contrastive", "mse+contrastive")
 STORE = "distill.teacher"  # BuildContext.shared key of the run's teacher vector cache
@@ -71,25 +72,15 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, rows: 
     student = student.float()
     cos = F.cosine_similarity(student, teacher, dim=-1)  # (B,)
     loss = student.new_zeros(())
-    if kind in ("mse", "mse+cosine", "mse+contrastive"):
+    parts = kind.split("+")
+    if "mse" in parts:
         loss = loss + F.mse_loss(student, teacher)
-    if kind in ("cosine", "mse+cosine"):
+    if "cosine" in parts:
         loss = loss + (1 - cos).mean()
-    if kind in ("contrastive", "mse+contrastive"):
-        loss = loss + in_batch_ranking(student, teacher, rows, temperature)
+    if "contrastive" in parts:  # translation ranking's symmetric in-batch softmax, no margin; equal pivots excluded
+        same = None if rows is None else rows[:, None] == rows[None, :]  # (B, B)
+        loss = loss + ranking_loss(student, teacher, 1 / temperature, 0.0, exclude=same)[0]
     return loss, cos.detach().mean()
-
-
-def in_batch_ranking(student: torch.Tensor, teacher: torch.Tensor, rows: torch.Tensor | None,
-                     temperature: float) -> torch.Tensor:
-    """Symmetric in-batch softmax cross-entropy of the cosines (B, B), the pairs on the diagonal;
-    an off-diagonal teacher row equal to the diagonal one is masked out."""
-    sims = F.normalize(student, dim=-1) @ F.normalize(teacher, dim=-1).T / temperature  # (B, B)
-    if rows is not None:
-        same = (rows[:, None] == rows[None, :]) & ~torch.eye(len(rows), dtype=torch.bool, device=rows.device)
-        sims = sims.masked_fill(same, float("-inf"))
-    gold = torch.arange(len(sims), device=sims.device)
-    return (F.cross_entropy(sims, gold) + F.cross_entropy(sims.T, gold)) / 2
 
 
 @dataclass

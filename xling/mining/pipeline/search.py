@@ -85,25 +85,27 @@ def add(run: Path, unit: Unit) -> dict:
 
 
 def mergeable(index) -> bool:
-    """Whether per-shard copies of ``index`` can be merged with faiss's ``merge_from``: flat and
-    IVF indexes, except IVF fast-scan (``PQ..x4fs``), whose block-packed lists faiss 1.15 merges
-    into corrupt memory (the process dies); HNSW cannot merge at all."""
+    """Whether per-shard copies of ``index`` can be merged with faiss's ``merge_from``: IVF indexes
+    (behind a transform too) and flat-code ones (Flat, PQ, SQ), except fast-scan (``PQ..x4fs``),
+    whose block-packed lists faiss 1.15 merges into corrupt memory (the process dies); HNSW cannot
+    merge at all."""
     import faiss
 
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         return not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan)
-    return isinstance(index, faiss.IndexFlat)
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
+    return isinstance(inner, faiss.IndexFlatCodes)
 
 
 @stage("merge")
 def merge(run: Path, unit: Unit) -> dict:
     """The side's index: the shards' indexes merged in order, or (an index that cannot merge, whose
     ``add`` stage had no units) the shards' vectors added in order to the trained index."""
+    import faiss
+
     index = _read_index(run / index_outputs(unit.key)[0])
     if mergeable(index):
-        import faiss
-
         shift = faiss.try_extract_index_ivf(index) is not None  # IVF lists carry row ids; flat codes do not
         for key in unit.args["shards"]:
             index.merge_from(_read_index(run / f"index/{key}.faiss"), index.ntotal if shift else 0)
