@@ -214,3 +214,21 @@ def test_the_teacher_encodes_only_the_examples_a_task_keeps(workspace, tmp_path)
     count = json.loads((tmp_path / "teacher_cache" / "meta.json").read_text())["count"]
     english = len((workspace.corpus / "train.en").read_text(encoding="utf-8").splitlines())
     assert 7 < count <= 2 * (7 + 3) < english  # fr-en and en-en, train and valid, at most
+
+
+def test_a_second_corpus_is_its_own_domain(workspace, tmp_path):
+    """An objective entry with its own corpus (Bible + Debian in the recipe) trains, logs and
+    validates its tasks apart from the same pair in data.corpus ("...@<corpus name>")."""
+    second = tmp_path / "second"
+    shutil.copytree(workspace.corpus, second)
+    objectives = [{"type": "distill", "langs": ["fr"]},
+                  {"type": "distill", "langs": ["fr"], "corpus": str(second), "max_examples": 5}]
+    cfg = _config(workspace, tmp_path, workspace.laser, objectives=objectives,
+                  trainer={"max_steps": 30, "save_every": 0, "valid_every": 30})
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = {k for r in rows for k in r if k.startswith("cos/")}
+    assert {"cos/distill-fr-en", "cos/distill-fr-en@second", "cos/distill-en-en@second"} <= logged, logged
+    valid = json.loads((tmp_path / "run" / "summary.json").read_text())["valid"]
+    assert {"p1/en-fr", "p1/en-fr@second"} <= set(valid), valid
+    assert valid["p1/avg"] == pytest.approx((valid["p1/en-fr"] + valid["p1/en-fr@second"]) / 2)

@@ -37,6 +37,7 @@ class Task:
     weight: float = 1.0  # weight of the group in the mixture (at the current update, with a schedule)
     clusters: np.ndarray | None = None  # (n,) optional: batches keep similar examples together (hard negatives)
     schedule: WeightSchedule | None = None  # the weight by update (None: constant ``weight``)
+    domain: str = ""  # "" for data.corpus, else the name of the objective's own corpus (names end "@domain")
 
 
 def task_probs(tasks: list[Task], alpha: float) -> np.ndarray:

@@ -107,6 +107,9 @@ def build_tasks(objectives: list[ObjectiveSpec], ctx: BuildContext, split: str =
         corpus = spec.corpus or ctx.data.corpus
         if not Path(corpus).is_dir():
             raise XlingError(f"{corpus}: no such corpus directory")
+        # a second corpus's tasks are named apart ("distill-de-en@debian12"), so the same pair from
+        # two corpora (domains) is sampled, logged and validated separately
+        domain = Path(corpus).name if spec.corpus and Path(spec.corpus) != Path(ctx.data.corpus) else ""
         obj = objs.setdefault(spec.type, objective_kind(spec.type).build(ctx))
         langs = task_langs(spec, ctx)
         if not langs:  # an expanding kind (sentence directions) found nothing to train
@@ -123,6 +126,6 @@ def build_tasks(objectives: list[ObjectiveSpec], ctx: BuildContext, split: str =
                 raise XlingError(f"{corpus}: no usable {split} examples for {spec.type} {lang}")
             if objective_kind(spec.type).finish is not None:
                 ex = objective_kind(spec.type).finish(ctx, ex)
-            tasks.append(Task(f"{spec.type}-{lang}", obj, ex, lengths, ids, spec.type, sched.at(1),
-                              schedule=None if sched.constant else sched))
+            tasks.append(Task(f"{spec.type}-{lang}" + (f"@{domain}" if domain else ""), obj, ex, lengths, ids,
+                              spec.type, sched.at(1), schedule=None if sched.constant else sched, domain=domain))
     return tasks

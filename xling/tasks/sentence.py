@@ -178,7 +178,8 @@ def cluster_ranking_tasks(tasks: list, model, vocab: Vocab, max_tokens: int, see
 
 def retrieval_valid_fn(tasks: list, vocab: Vocab, batch_size: int = 64):
     """valid_fn part for sentence models: P@1 of every pair (both directions, cosine) over
-    the valid examples of the tasks (``p1/{l1}-{l2}`` and their mean ``p1/avg``)."""
+    the valid examples of the tasks (``p1/{l1}-{l2}``, ``p1/{l1}-{l2}@{domain}`` for an objective's own
+    corpus, and their mean ``p1/avg``)."""
     from xling.embeddings.api import embed_ids
 
     sets: dict[str, tuple[list, list, int, int]] = {}
@@ -186,7 +187,7 @@ def retrieval_valid_fn(tasks: list, vocab: Vocab, batch_size: int = 64):
         s, g = t.lang
         if s == g:
             continue
-        name = "-".join(sorted((vocab.languages[s], vocab.languages[g])))
+        name = "-".join(sorted((vocab.languages[s], vocab.languages[g]))) + (f"@{t.domain}" if t.domain else "")
         sets.setdefault(name, ([e[0] for e in t.examples], [e[1] for e in t.examples], s, g))  # (x, y, ...) examples
 
     def valid(model) -> dict[str, float]:
