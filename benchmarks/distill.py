@@ -10,9 +10,10 @@ Steps (finished ones are reused, so an interrupted run resumes):
    pair): P@1 both ways, xSIM, BUCC F1, for ``use``, ``student`` and each ``--also name=DIR``;
 4. encoding speed of the teacher and the student on the same ``--speed-n`` English test verses,
    with every core (sentences/s);
-5. a summary: the teacher's 16 languages and the 8 it never saw, averaged, against the issue's aims.
+5. a summary: the teacher's 16 languages and the 8 it never saw, averaged, against the issue's aims;
+6. the same systems on a second domain's test pairs (``--domain``, Debian's translated descriptions).
 
-    python benchmarks/distill.py [--minutes 45] [--n 1000] [--also scratch=runs/laser22/model] [--out runs/bench_distill]
+    python benchmarks/distill.py [--minutes 60] [--n 1000] [--also scratch=runs/laser22/model] [--out runs/bench_distill]
 
 Writes OUT/summary.json (with run_meta: date, machine, command) and prints markdown tables.
 """
@@ -43,12 +44,15 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--vocab-size", type=int, default=24000)
     ap.add_argument("--config", default="configs/distill_use.yaml")
     ap.add_argument("--run", default="runs/distill_use", help="the student's training run")
-    ap.add_argument("--minutes", type=float, default=45.0, help="training budget of the student (CPU minutes)")
+    ap.add_argument("--minutes", type=float, default=60.0, help="training budget of the student (CPU minutes)")
     ap.add_argument("--set", action="append", default=[], help="extra key=value overrides of the config")
     ap.add_argument("--n", type=int, default=1000, help="first N test verse pairs of every pair")
     ap.add_argument("--pairs", default=None, help="default: en with each of the 21 other languages")
     ap.add_argument("--also", action="append", default=[], help="name=MODEL_DIR: another xling embedder to score")
     ap.add_argument("--speed-n", type=int, default=2000, help="English test verses timed per encoder")
+    ap.add_argument("--no-speed", action="store_true", help="skip the speed step (e.g. while the machine is busy)")
+    ap.add_argument("--domain", default="data/debian12",
+                    help="a second test domain (Debian's translated descriptions); skipped when absent")
     ap.add_argument("--out", default="runs/bench_distill")
     return ap.parse_args()
 
@@ -102,11 +106,18 @@ def main() -> int:
         cmd += ["--pairs", args.pairs]
     subprocess.run(cmd, check=True, cwd=ROOT)
     mining = json.loads((out / "mining" / "results.json").read_text())["results"]
+    domain = None
+    if args.domain and (ROOT / args.domain / "manifest.json").is_file():  # every pair with English it has
+        cmd = [*cmd[:cmd.index("--corpus")], "--corpus", args.domain, "--n", str(args.n), "--systems", ",".join(systems),
+               "--out", str(out / "mining_domain")]
+        subprocess.run(cmd, check=True, cwd=ROOT)
+        domain = json.loads((out / "mining_domain" / "results.json").read_text())["results"]
 
     from xling.utils.io import read_lines
 
     texts = [t for t in read_lines(corpus / "test.en", allow_empty=True) if t.strip()][: args.speed_n]
-    rates = {"use": speed("use-multilingual", texts), "xling-student": speed(str(run / "model"), texts)}
+    rates = {} if args.no_speed else {"use": speed("use-multilingual", texts),
+                                      "xling-student": speed(str(run / "model"), texts)}
 
     def p1(name: str, langs) -> dict:
         rows = [mining[name][f"en-{lang}"] for lang in langs if f"en-{lang}" in mining[name]]
@@ -120,7 +131,8 @@ def main() -> int:
     result = {"meta": pipeline.run_meta(corpus=args.corpus, n=args.n, config=args.config, sets=sets),
               "student": {"train_minutes": minutes, "steps": summary.get("steps"), "valid": summary.get("valid"),
                           "teacher": json.loads((run / "teacher.json").read_text())},
-              "speed_sent_per_s": rates, "groups": table}
+              "speed_sent_per_s": rates, "groups": table,
+              "domain": None if domain is None else {"corpus": args.domain, "results": domain}}
     (out / "summary.json").write_text(json.dumps(result, indent=1))
     print(f"\nstudent: {minutes:.1f} training minutes, {summary.get('steps')} steps; teacher cache: "
           f"{result['student']['teacher']}")
@@ -128,10 +140,19 @@ def main() -> int:
     for name, groups_ in table.items():
         for g, r in groups_.items():
             print(f"| {name} | {g} | {r['pairs']} | {r['en2x']:.3f} | {r['x2en']:.3f} | {r['f1']:.3f} |")
-    print("\n| encoder | sentences/s (English test verses) |\n|---|---:|")
-    for name, r in rates.items():
-        print(f"| {name} | {r:.1f} |")
-    print(f"\nstudent / teacher speed: {rates['xling-student'] / rates['use']:.2f}x")
+    if domain:
+        print(f"\n{args.domain} test (technical text; not the Bible): P@1 en→x / x→en, BUCC F1 (margin)\n")
+        print("| pair | " + " | ".join(domain) + " |\n|---|" + "---:|" * len(domain))
+        for pair in next(iter(domain.values())):
+            cells = [domain[name][pair] for name in domain]
+            print(f"| {pair} | " + " | ".join(f"{c['cosine']['tatoeba']['p_at_1_src2tgt']:.3f} / "
+                                             f"{c['cosine']['tatoeba']['p_at_1_tgt2src']:.3f}, "
+                                             f"{c['margin']['bucc']['f1']:.3f}" for c in cells) + " |")
+    if rates:
+        print("\n| encoder | sentences/s (English test verses) |\n|---|---:|")
+        for name, r in rates.items():
+            print(f"| {name} | {r:.1f} |")
+        print(f"\nstudent / teacher speed: {rates['xling-student'] / rates['use']:.2f}x")
     return 0
 
 
