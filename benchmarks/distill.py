@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -34,6 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
 LANGS = "en,de,fr,es,it,pt,ar,zh,ja,ru,pl,ro,hi,bn,tr,sw,ko,fa,id,vi,uk,tl"
+DEBIAN_LANGS = "en,de,fr,es,it,ja,ko,pl,pt,ru,uk,zh"  # the Debian translations configs/distill_use.yaml reads
 UNSEEN = ("ro", "hi", "bn", "sw", "fa", "vi", "uk", "tl")  # languages the USE was not trained on
 
 
@@ -52,9 +55,28 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--speed-n", type=int, default=2000, help="English test verses timed per encoder")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed step (e.g. while the machine is busy)")
     ap.add_argument("--domain", default="data/debian12",
-                    help="a second test domain (Debian's translated descriptions); skipped when absent")
+                    help="Debian's translated descriptions: the config's second training corpus and a second "
+                         "test domain (built when missing; '' skips the test)")
     ap.add_argument("--out", default="runs/bench_distill")
     return ap.parse_args()
+
+
+def ensure_domain(path: Path, langs: str = DEBIAN_LANGS) -> None:
+    """Build the Debian descriptions corpus the config's second objective reads (apt's
+    translated lists; as root, ``apt-get update`` fetches them first when they are missing)."""
+    import pipeline
+
+    args = ("corpus", "debian-descriptions", "--langs", langs, "--pairs", "en", "--max-words", "60",
+            "--out", str(path), "--quiet")
+    if (path / "manifest.json").is_file() or pipeline.xling(*args, check=False) == 0:
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        apt_langs = langs.replace("zh", "zh_CN")
+        subprocess.run(["apt-get", "update", "-qq", "-o", f"Acquire::Languages={apt_langs}"], check=False)
+        if pipeline.xling(*args, check=False) == 0:
+            return
+    sys.exit(f"distill.py: Debian's translated descriptions are missing; run `sudo apt-get update -o "
+             f"Acquire::Languages=\"{langs.replace('zh', 'zh_CN')}\"`, or pass --domain ''")
 
 
 def speed(model: str, texts: list[str]) -> float:
@@ -79,6 +101,8 @@ def main() -> int:
         pipeline.xling("corpus", "bible", "--langs", LANGS, "--pairs", "en", "--out", str(corpus), "--quiet")
     if not (vocab / "vocab.json").is_file():
         pipeline.xling("vocab", "--corpus", str(corpus), "--size", str(args.vocab_size), "--out", str(vocab))
+    if args.domain:
+        ensure_domain(ROOT / args.domain)
     sets = [f"data.corpus={corpus}", f"data.vocab={vocab}", *args.set]
 
     # the teacher's vectors first, timed on their own (the training run then finds them all cached)
@@ -107,7 +131,7 @@ def main() -> int:
     subprocess.run(cmd, check=True, cwd=ROOT)
     mining = json.loads((out / "mining" / "results.json").read_text())["results"]
     domain = None
-    if args.domain and (ROOT / args.domain / "manifest.json").is_file():  # every pair with English it has
+    if args.domain:  # every pair with English it has
         cmd = [*cmd[:cmd.index("--corpus")], "--corpus", args.domain, "--n", str(args.n), "--systems", ",".join(systems),
                "--out", str(out / "mining_domain")]
         subprocess.run(cmd, check=True, cwd=ROOT)
