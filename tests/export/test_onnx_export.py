@@ -28,6 +28,7 @@ from xling.embeddings import SentenceEmbedder, SentenceEmbedderConfig, SentenceE
 from xling.embeddings.backends import load_encoder
 from xling.embeddings.backends.onnx import OnnxEncoder, session
 from xling.errors import XlingError
+from xling.evaluation.signature import model_hash, short_hash
 from xling.export.onnx import export_onnx
 from xling.models.config import EncoderConfig
 from xling.objectives.sentence import TranslationRankingObjective
@@ -107,6 +108,8 @@ def test_onnxruntime_equals_pytorch(name, vocab, tmp_path, one_thread):
 
 
 def test_backend_embeds_as_the_xling_encoder_does(workspace, laser_export, tmp_path, capsys):
+    # scores signed with an export name its files (their sha256 in the export record), not its path
+    assert model_hash(laser_export) == short_hash((laser_export / "onnx_config.json").read_bytes())
     enc = load_encoder(laser_export)
     assert isinstance(enc, OnnxEncoder) and enc.languages == ["en", "fr"]
     ref = SentenceEncoder.from_pretrained(workspace.laser)

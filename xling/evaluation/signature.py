@@ -19,9 +19,10 @@ def short_hash(text: str | bytes, n: int = 8) -> str:
 
 
 def model_hash(model_dir: str | Path) -> str:
-    """Short hash of a saved model (its checksums.json, else its tensor file)."""
+    """Short hash of a saved model (its checksums.json, else its tensor file, else an ONNX
+    export's record, which holds the sha256 of every file exported)."""
     model_dir = Path(model_dir)
-    for name in ("checksums.json", "model.safetensors"):
+    for name in ("checksums.json", "model.safetensors", "onnx_config.json"):
         p = model_dir / name
         if p.is_file():
             return short_hash(p.read_bytes())
