@@ -69,6 +69,15 @@ def encoder(spec: str, batch_size: int):
     sys.exit(f"--systems: unknown system {name!r} (xling=DIR, use, e5)")
 
 
+def signed(spec: str) -> str:
+    """The system as signatures name it: ``name:<hash of the model's files>`` for an xling
+    directory (not its path), the name alone for a shipped encoder."""
+    from xling.evaluation.signature import model_hash
+
+    name, _, arg = spec.partition("=")
+    return f"{name}:{model_hash(arg)}" if arg else name
+
+
 def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -108,7 +117,7 @@ def main() -> int:
             data = short_hash(lines_hash(texts[x]) + lines_hash(texts[other]))
             row = {"encode_s": secs}
             for scoring, kw in (("cosine", {"margin": "absolute"}), ("margin", {"margin": "ratio"})):
-                res, hist = evaluate_mining(emb[x], emb[other], model=spec, data=data, split="test",
+                res, hist = evaluate_mining(emb[x], emb[other], model=signed(spec), data=data, split="test",
                                             src_ids=text_ids(texts[x]), tgt_ids=text_ids(texts[other]), k=4,
                                             mode="max", **kw)
                 row[scoring] = res
