@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -61,24 +59,6 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def ensure_domain(path: Path, langs: str = DEBIAN_LANGS) -> None:
-    """Build the Debian descriptions corpus the config's second objective reads (apt's
-    translated lists; as root, ``apt-get update`` fetches them first when they are missing)."""
-    import pipeline
-
-    args = ("corpus", "debian-descriptions", "--langs", langs, "--pairs", "en", "--max-words", "60",
-            "--out", str(path), "--quiet")
-    if (path / "manifest.json").is_file() or pipeline.xling(*args, check=False) == 0:
-        return
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        apt_langs = langs.replace("zh", "zh_CN")
-        subprocess.run(["apt-get", "update", "-qq", "-o", f"Acquire::Languages={apt_langs}"], check=False)
-        if pipeline.xling(*args, check=False) == 0:
-            return
-    sys.exit(f"distill.py: Debian's translated descriptions are missing; run `sudo apt-get update -o "
-             f"Acquire::Languages=\"{langs.replace('zh', 'zh_CN')}\"`, or pass --domain ''")
-
-
 def speed(model: str, texts: list[str]) -> float:
     """Sentences/s of ``model`` (any --model) encoding ``texts`` in English, after a warm-up."""
     from xling.embeddings.backends.registry import load_encoder
@@ -101,8 +81,10 @@ def main() -> int:
         pipeline.xling("corpus", "bible", "--langs", LANGS, "--pairs", "en", "--out", str(corpus), "--quiet")
     if not (vocab / "vocab.json").is_file():
         pipeline.xling("vocab", "--corpus", str(corpus), "--size", str(args.vocab_size), "--out", str(vocab))
-    if args.domain:
-        ensure_domain(ROOT / args.domain)
+    if args.domain:  # the config's second training corpus, and a second test domain
+        why = pipeline.ensure_debian(ROOT / args.domain, DEBIAN_LANGS, "--pairs", "en", "--max-words", "60")
+        if why:
+            sys.exit(f"distill.py: {why}, or pass --domain ''")
     sets = [f"data.corpus={corpus}", f"data.vocab={vocab}", *args.set]
 
     # the teacher's vectors first, timed on their own (the training run then finds them all cached)
@@ -124,18 +106,16 @@ def main() -> int:
     minutes = pipeline.trained_minutes(run)
 
     systems = ["use", f"xling-student={run / 'model'}", *(f"xling-{a}" for a in args.also)]
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "mining_bible.py"), "--corpus", args.corpus, "--n", str(args.n),
-           "--systems", ",".join(systems), "--out", str(out / "mining")]
-    if args.pairs:
-        cmd += ["--pairs", args.pairs]
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    mining = json.loads((out / "mining" / "results.json").read_text())["results"]
-    domain = None
-    if args.domain:  # every pair with English it has
-        cmd = [*cmd[:cmd.index("--corpus")], "--corpus", args.domain, "--n", str(args.n), "--systems", ",".join(systems),
-               "--out", str(out / "mining_domain")]
+
+    def mine(corpus_arg: str, name: str, pairs: str | None = None) -> dict:
+        """benchmarks/mining_bible.py on ``corpus_arg``'s test pairs (all with English by default)."""
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "mining_bible.py"), "--corpus", corpus_arg, "--n", str(args.n),
+               "--systems", ",".join(systems), "--out", str(out / name), *(["--pairs", pairs] if pairs else [])]
         subprocess.run(cmd, check=True, cwd=ROOT)
-        domain = json.loads((out / "mining_domain" / "results.json").read_text())["results"]
+        return json.loads((out / name / "results.json").read_text())["results"]
+
+    mining = mine(args.corpus, "mining", args.pairs)
+    domain = mine(args.domain, "mining_domain") if args.domain else None
 
     from xling.utils.io import read_lines
 
@@ -172,6 +152,10 @@ def main() -> int:
             print(f"| {pair} | " + " | ".join(f"{c['cosine']['tatoeba']['p_at_1_src2tgt']:.3f} / "
                                              f"{c['cosine']['tatoeba']['p_at_1_tgt2src']:.3f}, "
                                              f"{c['margin']['bucc']['f1']:.3f}" for c in cells) + " |")
+        print("| **average** | " + " | ".join(
+            f"{np.mean([r['cosine']['tatoeba']['p_at_1_src2tgt'] for r in rows.values()]):.3f} / "
+            f"{np.mean([r['cosine']['tatoeba']['p_at_1_tgt2src'] for r in rows.values()]):.3f}, "
+            f"{np.mean([r['margin']['bucc']['f1'] for r in rows.values()]):.3f}" for rows in domain.values()) + " |")
     if rates:
         print("\n| encoder | sentences/s (English test verses) |\n|---|---:|")
         for name, r in rates.items():

@@ -29,6 +29,22 @@ def xling(*args: str, check: bool = True) -> int:
     return subprocess.run([sys.executable, "-m", "xling.cli", *args], check=check, cwd=ROOT).returncode
 
 
+def ensure_debian(out: Path, langs: str = "en", *extra: str) -> str | None:
+    """Build the Debian descriptions corpus ``out`` (``xling corpus debian-descriptions --langs
+    LANGS EXTRA``) unless it is there; as root, ``apt-get update`` first fetches the translated
+    lists that are missing. None when the corpus is there, else why not (one line)."""
+    args = ("corpus", "debian-descriptions", "--langs", langs, *extra, "--out", str(out), "--quiet")
+    if (Path(out) / "manifest.json").is_file() or xling(*args, check=False) == 0:
+        return None
+    apt_langs = langs.replace("zh", "zh_CN")  # apt's name for xling's zh
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq", "-o", f"Acquire::Languages={apt_langs}"], check=False)
+        if xling(*args, check=False) == 0:
+            return None
+    return (f"Debian's translated descriptions ({langs}) are not on this machine; run "
+            f"`sudo apt-get update -o Acquire::Languages=\"{apt_langs}\"`")
+
+
 def train_once(config: str | Path, run: Path, *sets: str) -> dict:
     """``xling train`` unless ``run`` already holds a final model (resuming a partial
     run); returns the run's summary.json."""

@@ -27,6 +27,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from pipeline import run_meta, xling
 
 from xling.embeddings.backends.registry import names as backend_names
@@ -59,7 +61,9 @@ def run_system(name: str, init: Path, args, out: Path, extra: list[str] = ()) ->
     return res
 
 
-def table(results: dict[str, dict]) -> str:
+def table(results: dict[str, dict], groups: dict[str, list[str]] | None = None) -> str:
+    """Accuracy per language and system, the averages, and the mean over each named language group
+    (over the group's languages a system was tested on)."""
     names = list(results)
     langs = list(next(iter(results.values()))["languages"])
     lines = ["| language | " + " | ".join(names) + " |", "|---" + "|---:" * len(names) + "|"]
@@ -68,6 +72,10 @@ def table(results: dict[str, dict]) -> str:
     for key, label in (("average", "average"), ("average_others", "average without en"), ("transfer_gap", "transfer gap")):
         cells = [("n/a" if r[key] is None else f"{100 * r[key]:.1f}") for r in results.values()]
         lines.append(f"| **{label}** | " + " | ".join(cells) + " |")
+    for label, group in (groups or {}).items():
+        accs = [[r["languages"][x]["accuracy"] for x in group if x in r["languages"]] for r in results.values()]
+        lines.append(f"| **average over {label}** | " + " | ".join(f"{100 * np.mean(a):.1f}" if a else "n/a"
+                                                                  for a in accs) + " |")
     lines.append("")
     lines += [f"- {n}: `{r['signature']}`" for n, r in results.items()]
     return "\n".join(lines)
@@ -75,14 +83,23 @@ def table(results: dict[str, dict]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--systems", required=True,
+    ap.add_argument("--systems", default="",  # required unless --report
                     help="name=MODEL_DIR items, comma-separated; MODEL_DIR@KEY=VALUE adds an override for that system")
     ap.add_argument("--corpus", default="data/bible")
     ap.add_argument("--langs", default="", help="evaluation languages (default: every language of the corpus)")
     ap.add_argument("--minutes", type=float, default=15.0, help="fine-tuning minutes per system")
     ap.add_argument("--out", default="runs/bench_zero_shot")
     ap.add_argument("--set", action="append", default=[], help="extra config override for every system")
+    ap.add_argument("--group", action="append", default=[], metavar="NAME=L1,L2",
+                    help="also print the mean accuracy over these languages")
+    ap.add_argument("--report", action="store_true", help="print the table of OUT/results.json; train nothing")
     args = ap.parse_args()
+    groups = {name: langs.split(",") for name, _, langs in (g.partition("=") for g in args.group)}
+    if args.report:
+        print(table(json.loads((ROOT / args.out / "results.json").read_text())["systems"], groups))
+        return 0
+    if not args.systems:
+        ap.error("--systems is required (unless --report)")
     args.langs = [x for x in args.langs.split(",") if x]
     args.corpus = str(ROOT / args.corpus)
     out = ROOT / args.out
@@ -96,7 +113,7 @@ def main() -> int:
         results[name] = run_system(name, init, args, out, extra)
         results[name]["overrides"] = extra
     (out / "results.json").write_text(json.dumps({"meta": run_meta(), "systems": results}, indent=1))
-    print(table(results))
+    print(table(results, groups))
     return 0
 
 

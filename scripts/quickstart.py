@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -126,27 +123,13 @@ def step_translation(out: Path, corpus: Path) -> str:
             + f"\n\n`{res['signature']}`\n\n{examples}")
 
 
-def ensure_debian(deb: Path) -> str | None:
-    """Build the Debian descriptions corpus; None when it is there, else why not."""
-    if (deb / "manifest.json").is_file():
-        return None
-    if xling("corpus", "debian-descriptions", "--langs", "en", "--out", str(deb), "--quiet", check=False) == 0:
-        return None
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq", "-o", "Acquire::Languages=en"], check=False)
-        if xling("corpus", "debian-descriptions", "--langs", "en", "--out", str(deb), "--quiet", check=False) == 0:
-            return None
-    return ("skipped: Debian's translated descriptions are not on this machine; run "
-            "`sudo apt-get update -o Acquire::Languages=\"en,de,fr\"` and rerun `make quickstart`.")
-
-
 def step_summary(out: Path, corpus: Path) -> str:
     from xling.evaluation.baselines import baseline
 
     deb = ROOT / "data" / "debian"
-    why = ensure_debian(deb)
+    why = pipeline.ensure_debian(deb)
     if why:
-        return why
+        return f"skipped: {why}, and rerun `make quickstart`."
     vocab = out / "vocab_debian"
     if not (vocab / "vocab.json").is_file():
         xling("vocab", "--corpus", str(deb), "--langs", "en", "--size", "8000", "--out", str(vocab))

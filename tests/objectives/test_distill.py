@@ -232,3 +232,10 @@ def test_a_second_corpus_is_its_own_domain(workspace, tmp_path):
     valid = json.loads((tmp_path / "run" / "summary.json").read_text())["valid"]
     assert {"p1/en-fr", "p1/en-fr@second"} <= set(valid), valid
     assert valid["p1/avg"] == pytest.approx((valid["p1/en-fr"] + valid["p1/en-fr@second"]) / 2)
+    # a third corpus of the same directory name would share those names: refused, naming the task
+    clash = tmp_path / "elsewhere" / "second"
+    shutil.copytree(workspace.corpus, clash)
+    cfg = _config(workspace, tmp_path, workspace.laser, "clash.yaml",
+                  objectives=[*objectives, {"type": "distill", "langs": ["fr"], "corpus": str(clash)}])
+    with pytest.raises(XlingError, match=r"distill-\w\w-en@second comes twice"):
+        run_training(load_config(TrainConfig, cfg), tmp_path / "clash")

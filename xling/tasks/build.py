@@ -128,4 +128,9 @@ def build_tasks(objectives: list[ObjectiveSpec], ctx: BuildContext, split: str =
                 ex = objective_kind(spec.type).finish(ctx, ex)
             tasks.append(Task(f"{spec.type}-{lang}" + (f"@{domain}" if domain else ""), obj, ex, lengths, ids,
                               spec.type, sched.at(1), schedule=None if sched.constant else sched, domain=domain))
+    names = [t.name for t in tasks]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # metrics, sampling and validation are keyed by name: a second task would be silently merged
+        raise XlingError(f"config objectives: the task {twice[0]} comes twice (a language repeated, or two corpora "
+                         "with the same directory name); give each corpus its own name")
     return tasks
